@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/webhookd/webhookd/config"
+	"github.com/webhookd/webhookd/signer"
+)
+
+// runReceive is a debugging receiver: it prints each webhook it gets and whether both
+// signatures verify under --token.
+func runReceive(ctx context.Context, _ config.Config, args []string) error {
+	fs := newFlags("receive")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	token := fs.String("token", "", "webhook token to verify signatures with")
+	status := fs.Int("status", http.StatusOK, "status to answer with")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	fmt.Fprintf(os.Stdout, "listening on http://%s/\n", ln.Addr())
+	var mu sync.Mutex
+	srv := &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(io.LimitReader(r.Body, 10<<20))
+			mu.Lock()
+			defer mu.Unlock()
+			printWebhook(os.Stdout, r, body, *token)
+			w.WriteHeader(*status)
+		}),
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func printWebhook(w io.Writer, r *http.Request, body []byte, token string) {
+	fmt.Fprintf(w, "--- %s %s %s\n", time.Now().Format(time.RFC3339), r.Method, r.URL.Path)
+	for _, h := range []string{"Content-Type", "User-Agent", "X-Webhook-Event", "X-Webhook-Delivery",
+		"X-Webhook-Attempt", "X-Webhook-Signature", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+		fmt.Fprintf(w, "%s: %s\n", h, r.Header.Get(h))
+	}
+	fmt.Fprintf(w, "\n%s\n", body)
+	if token == "" {
+		fmt.Fprintln(w, "signatures: not checked (no --token)")
+		return
+	}
+	fmt.Fprintf(w, "X-Webhook-Signature: %s\n", verdictText(signer.Verify(token, body, r.Header.Get("X-Webhook-Signature"))))
+	ts, err := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
+	ok := err == nil && signer.VerifyStandard(token, r.Header.Get("webhook-id"), ts, body, r.Header.Get("webhook-signature"))
+	if ok {
+		if age := time.Since(time.Unix(ts, 0)); age > 5*time.Minute || age < -5*time.Minute {
+			fmt.Fprintf(w, "webhook-signature: valid, but timestamp is %v off\n", age.Round(time.Second))
+			return
+		}
+	}
+	fmt.Fprintf(w, "webhook-signature: %s\n", verdictText(ok))
+}
+
+func verdictText(ok bool) string {
+	if ok {
+		return "valid"
+	}
+	return "INVALID"
+}

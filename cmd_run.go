@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/webhookd/webhookd/admin"
+	"github.com/webhookd/webhookd/config"
+	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/repository"
+	"github.com/webhookd/webhookd/retry"
+	"github.com/webhookd/webhookd/sender"
+)
+
+func runMigrate(ctx context.Context, cfg config.Config, _ []string) error {
+	if err := repository.Migrate(ctx, cfg.MySQLDSN); err != nil {
+		return err
+	}
+	fmt.Println("database migrated")
+	return nil
+}
+
+func topology(cfg config.Config) consumer.Topology {
+	return consumer.Topology{
+		Exchange:  cfg.Exchange,
+		Queue:     cfg.Queue,
+		QueueType: cfg.QueueType,
+		Ladder:    retry.Ladder(cfg.RetryDelays),
+	}
+}
+
+// openStore connects to MySQL, waiting with backoff while it is away: the worker may start
+// before the database.
+func openStore(ctx context.Context, cfg config.Config, log interface{ Warn(string, ...any) }) (*repository.Store, error) {
+	opts := repository.Options{
+		MaxOpenConns: 16,
+		ObserveBatch: func(kind string, n int) { consumer.MetricBatchSize.WithLabelValues(kind).Observe(float64(n)) },
+	}
+	wait := 200 * time.Millisecond
+	for {
+		store, err := repository.Open(ctx, cfg.MySQLDSN, opts)
+		if err == nil {
+			return store, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("database unavailable, retrying", "err", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+func runWorker(ctx context.Context, cfg config.Config, _ []string) error {
+	log := newLogger(cfg)
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cache := repository.NewCache(store, cfg.CacheTTL, nil)
+	cache.Hit = consumer.MetricCacheLookups.WithLabelValues("hit").Inc
+	cache.Miss = consumer.MetricCacheLookups.WithLabelValues("miss").Inc
+	snd := sender.New(sender.Options{
+		Timeout:              cfg.HTTPTimeout,
+		AllowPrivateNetworks: cfg.AllowPrivateNetworks,
+		UserAgent:            "webhookd/" + version,
+		MaxIdleConnsPerHost:  cfg.Concurrency,
+	})
+	defer snd.Close()
+	w := consumer.New(consumer.Config{
+		AMQPURL:         cfg.AMQPURL,
+		Topology:        topology(cfg),
+		Concurrency:     cfg.Concurrency,
+		Prefetch:        cfg.PrefetchCount(),
+		MaxEventBytes:   cfg.MaxEventBytes,
+		DisableAfter:    cfg.DisableAfter,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Version:         version,
+	}, store, cache, snd, log, nil)
+
+	log.Info("webhookd starting", "version", version, "queue", cfg.Queue, "exchange", cfg.Exchange,
+		"ladder", fmt.Sprint(cfg.RetryDelays), "concurrency", cfg.Concurrency, "admin", cfg.AdminAddr)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(ctx) })
+	if cfg.AdminAddr != "" {
+		g.Go(func() error { return admin.Serve(gctx, cfg.AdminAddr, admin.Handler(w.Ready)) })
+	}
+	g.Go(func() error { return purgeLoop(gctx, store, cfg.Retention, log) })
+	err = g.Wait()
+	log.Info("webhookd stopped")
+	return err
+}
+
+// purgeLoop deletes log rows older than the retention, hourly, in small batches.
+func purgeLoop(ctx context.Context, store *repository.Store, retention time.Duration, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+}) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.Purge(ctx, time.Now().Add(-retention), 1000)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("purge failed", "err", err)
+		} else if n > 0 {
+			log.Info("purged old log rows", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Publishing is one message to publish with a confirm.
+type Publishing struct {
+	Exchange  string
+	Key       string
+	Mandatory bool
+	Msg       amqp.Publishing
+}
+
+// ErrReturned means the broker could not route a mandatory message to any queue.
+var ErrReturned = errors.New("message returned unroutable")
+
+// ErrNacked means the broker refused responsibility for a message.
+var ErrNacked = errors.New("message nacked by broker")
+
+// Publisher publishes on its own connection in confirm mode. One goroutine owns the channel;
+// callers hand it messages and wait for their confirms, so confirms of concurrent callers are
+// pipelined rather than awaited one message at a time.
+type Publisher struct {
+	url   string
+	name  string
+	log   *slog.Logger
+	reqs  chan pubRequest
+	ready atomic.Bool
+	// OnConnect, if set, runs on each new channel before publishing starts (to declare
+	// topology). It runs on the owning goroutine.
+	OnConnect func(*amqp.Channel) error
+}
+
+type pubRequest struct {
+	p    Publishing
+	done chan error
+}
+
+// NewPublisher makes a Publisher for the broker at url; Run connects it.
+func NewPublisher(url, name string, log *slog.Logger) *Publisher {
+	return &Publisher{url: url, name: name, log: log, reqs: make(chan pubRequest)}
+}
+
+// Ready reports whether the publisher has a channel.
+func (p *Publisher) Ready() bool { return p.ready.Load() }
+
+// Publish publishes and waits for the broker's confirm. It fails if the message was nacked,
+// returned as unroutable (when mandatory), the channel closed first, or ctx ended: callers
+// must bound ctx.
+func (p *Publisher) Publish(ctx context.Context, pub Publishing) error {
+	req := pubRequest{p: pub, done: make(chan error, 1)}
+	select {
+	case p.reqs <- req:
+	case <-ctx.Done():
+		return fmt.Errorf("publish to %q: %w", pub.Key, context.Cause(ctx))
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return fmt.Errorf("publish to %q: %w", pub.Key, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("publish to %q: waiting for confirm: %w", pub.Key, context.Cause(ctx))
+	}
+}
+
+// Run keeps a confirming channel open until ctx ends, reconnecting with backoff.
+func (p *Publisher) Run(ctx context.Context) error {
+	bo := newBackoff()
+	for {
+		err := p.session(ctx)
+		if p.ready.Swap(false) {
+			bo.reset()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		d := bo.next()
+		p.log.Warn("publisher connection lost, reconnecting", "err", err, "in", d)
+		if !sleepCtx(ctx, d) {
+			return nil
+		}
+	}
+}
+
+func (p *Publisher) session(ctx context.Context) error {
+	conn, err := dial(p.url, p.name)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("channel.open: %w", err)
+	}
+	if p.OnConnect != nil {
+		if err := p.OnConnect(ch); err != nil {
+			return err
+		}
+	}
+	if err := ch.Confirm(false); err != nil {
+		return fmt.Errorf("confirm.select: %w", err)
+	}
+	// Buffered so that the library's reader never waits on us; a return is always sent to
+	// its channel before the confirm of the same message, so draining returns on each
+	// confirm sees it.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 4096))
+	returns := ch.NotifyReturn(make(chan amqp.Return, 256))
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	pending := map[uint64]pubRequest{}
+	returned := map[uint64]string{}
+	defer func() {
+		for _, r := range pending {
+			r.done <- errors.New("channel closed before confirm")
+		}
+	}()
+	p.ready.Store(true)
+	p.log.Info("publisher connected")
+
+	noteReturn := func(r amqp.Return) {
+		if seq, err := strconv.ParseUint(r.MessageId, 10, 64); err == nil {
+			returned[seq] = r.ReplyText
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-closed:
+			if err == nil {
+				return errors.New("channel closed")
+			}
+			return err
+		case r := <-returns:
+			noteReturn(r)
+		case c, ok := <-confirms:
+			if !ok {
+				return errors.New("confirm channel closed")
+			}
+		drain:
+			for {
+				select {
+				case r := <-returns:
+					noteReturn(r)
+				default:
+					break drain
+				}
+			}
+			req, found := pending[c.DeliveryTag]
+			if !found {
+				continue
+			}
+			delete(pending, c.DeliveryTag)
+			reason, wasReturned := returned[c.DeliveryTag]
+			delete(returned, c.DeliveryTag)
+			switch {
+			case !c.Ack:
+				req.done <- ErrNacked
+			case wasReturned:
+				req.done <- fmt.Errorf("%w: %s", ErrReturned, reason)
+			default:
+				req.done <- nil
+			}
+		case req := <-p.reqs:
+			seq := ch.GetNextPublishSeqNo()
+			msg := req.p.Msg
+			msg.MessageId = strconv.FormatUint(seq, 10)
+			if err := ch.PublishWithContext(ctx, req.p.Exchange, req.p.Key, req.p.Mandatory, false, msg); err != nil {
+				req.done <- fmt.Errorf("basic.publish: %w", err)
+				return err
+			}
+			pending[seq] = req
+		}
+	}
+}

@@ -1,0 +1,177 @@
+package repository
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Delivery statuses.
+const (
+	StatusPending   = "pending"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+)
+
+// Delivery is one (event, webhook) pair and where it stands.
+type Delivery struct {
+	ID             string         `db:"id"`
+	EventID        string         `db:"event_id"`
+	WebhookID      uint64         `db:"webhook_id"`
+	Status         string         `db:"status"`
+	Attempts       int            `db:"attempts"`
+	LastStatusCode sql.NullInt64  `db:"last_status_code"`
+	LastError      sql.NullString `db:"last_error"`
+	CreatedAt      time.Time      `db:"created_at"`
+	UpdatedAt      time.Time      `db:"updated_at"`
+}
+
+const deliveryColumns = "id, event_id, webhook_id, status, attempts, last_status_code, last_error, created_at, updated_at"
+
+// Outcome is the result of one attempt and the status it leaves the delivery in.
+type Outcome struct {
+	DeliveryID string
+	EventID    string
+	WebhookID  uint64
+	// Attempt is the attempt's number, 1 for the first.
+	Attempt int
+	// Status is the delivery's status after the attempt: pending while retries remain.
+	Status       string
+	StatusCode   int
+	Error        string
+	StartedAt    time.Time
+	Duration     time.Duration
+	ResponseBody []byte
+	// NoAttempt records a status change that made no request (a delivery settled because
+	// its webhook went away): no attempt row is written.
+	NoAttempt bool
+}
+
+// Record stores the attempt and the delivery's new status durably, group-committed with
+// other callers' outcomes. An outcome for an older attempt than the delivery has seen never
+// overwrites a newer one.
+func (s *Store) Record(ctx context.Context, o Outcome) error {
+	return s.records.do(ctx, &o)
+}
+
+func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
+	now := s.now().UTC()
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var q strings.Builder
+		var args []any
+		q.WriteString("INSERT INTO attempts (delivery_id, attempt, started_at, duration_us, status_code, error, response_body) VALUES ")
+		rows := 0
+		for _, o := range batch {
+			if o.NoAttempt {
+				continue
+			}
+			if rows > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?,?,?,?,?,?,?)")
+			args = append(args, o.DeliveryID, o.Attempt, o.StartedAt.UTC(), o.Duration.Microseconds(),
+				nullInt(o.StatusCode), nullString(o.Error), o.ResponseBody)
+			rows++
+		}
+		if rows > 0 {
+			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+				return fmt.Errorf("insert attempts: %w", err)
+			}
+		}
+
+		q.Reset()
+		args = args[:0]
+		q.WriteString("INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, last_status_code, last_error, created_at, updated_at) VALUES ")
+		var succeeded []uint64
+		for i, o := range batch {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?,?)")
+			args = append(args, o.DeliveryID, o.EventID, o.WebhookID, o.Status, o.Attempt,
+				nullInt(o.StatusCode), nullString(o.Error), now, now)
+			if o.Status == StatusSucceeded {
+				succeeded = append(succeeded, o.WebhookID)
+			}
+		}
+		// MySQL applies these assignments left to right, each seeing the ones before:
+		// attempts must come last so that the comparisons read the stored count.
+		q.WriteString(` ON DUPLICATE KEY UPDATE
+			status = IF(VALUES(attempts) >= attempts, VALUES(status), status),
+			last_status_code = IF(VALUES(attempts) >= attempts, VALUES(last_status_code), last_status_code),
+			last_error = IF(VALUES(attempts) >= attempts, VALUES(last_error), last_error),
+			updated_at = VALUES(updated_at),
+			attempts = GREATEST(attempts, VALUES(attempts))`)
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("upsert deliveries: %w", err)
+		}
+		if len(succeeded) > 0 {
+			query, inArgs, err := sqlx.In("UPDATE webhooks SET consecutive_failures = 0 WHERE consecutive_failures > 0 AND id IN (?)", succeeded)
+			if err != nil {
+				return fmt.Errorf("reset failures: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, query, inArgs...); err != nil {
+				return fmt.Errorf("reset failures: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// GetDelivery returns the delivery with id, or ErrNotFound.
+func (s *Store) GetDelivery(ctx context.Context, id string) (Delivery, error) {
+	var d Delivery
+	err := s.db.GetContext(ctx, &d, "SELECT "+deliveryColumns+" FROM deliveries WHERE id = ?", id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Delivery{}, fmt.Errorf("delivery %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Delivery{}, fmt.Errorf("select delivery %q: %w", id, err)
+	}
+	return d, nil
+}
+
+// EventDeliveries returns the deliveries of an event, in webhook order.
+func (s *Store) EventDeliveries(ctx context.Context, eventID string) ([]Delivery, error) {
+	var ds []Delivery
+	err := s.db.SelectContext(ctx, &ds, "SELECT "+deliveryColumns+" FROM deliveries WHERE event_id = ? ORDER BY webhook_id", eventID)
+	if err != nil {
+		return nil, fmt.Errorf("select deliveries of event %q: %w", eventID, err)
+	}
+	return ds, nil
+}
+
+// Attempt is one logged attempt.
+type Attempt struct {
+	DeliveryID   string         `db:"delivery_id"`
+	Attempt      int            `db:"attempt"`
+	StartedAt    time.Time      `db:"started_at"`
+	DurationUS   int64          `db:"duration_us"`
+	StatusCode   sql.NullInt64  `db:"status_code"`
+	Error        sql.NullString `db:"error"`
+	ResponseBody []byte         `db:"response_body"`
+}
+
+// Attempts returns the logged attempts of a delivery, oldest first.
+func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]Attempt, error) {
+	var as []Attempt
+	err := s.db.SelectContext(ctx, &as,
+		"SELECT delivery_id, attempt, started_at, duration_us, status_code, error, response_body FROM attempts WHERE delivery_id = ? ORDER BY attempt, id", deliveryID)
+	if err != nil {
+		return nil, fmt.Errorf("select attempts of %q: %w", deliveryID, err)
+	}
+	return as, nil
+}
+
+func nullInt(n int) sql.NullInt64 {
+	return sql.NullInt64{Int64: int64(n), Valid: n != 0}
+}
+
+func nullString(s string) sql.NullString {
+	return sql.NullString{String: s, Valid: s != ""}
+}

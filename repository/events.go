@@ -1,0 +1,140 @@
+package repository
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Event is an event as received, kept so that it can be redelivered or replayed.
+type Event struct {
+	ID        string        `db:"id"`
+	Name      string        `db:"event"`
+	AccountID uint64        `db:"account_id"`
+	ProjectID sql.NullInt64 `db:"project_id"`
+	// ObjectID is the JSON text of the object id (a number or a quoted string), if any.
+	ObjectID sql.NullString `db:"object_id"`
+	// OccurredAt is the RFC 3339 time of the event, as received or as stamped on arrival.
+	OccurredAt string `db:"occurred_at"`
+	// Data is the event's data as received, JSON bytes.
+	Data       []byte    `db:"data"`
+	ReceivedAt time.Time `db:"received_at"`
+}
+
+// DeliveryID is the id of the delivery of event eventID to webhook webhookID: the same pair
+// always gets the same id, 32 lower-case hex digits.
+func DeliveryID(eventID string, webhookID uint64) string {
+	h := sha256.New()
+	h.Write([]byte(eventID))
+	h.Write([]byte{0})
+	h.Write(strconv.AppendUint(nil, webhookID, 10))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+type claim struct {
+	event    Event
+	webhooks []uint64
+	isNew    bool
+}
+
+// Claim records ev and one pending delivery per webhook in webhooks, and reports whether the
+// event id was new. For an id already recorded nothing is written: the unique key, not a
+// prior check, decides which of two concurrent copies owns the event.
+func (s *Store) Claim(ctx context.Context, ev Event, webhooks []uint64) (bool, error) {
+	c := &claim{event: ev, webhooks: webhooks}
+	if err := s.claims.do(ctx, c); err != nil {
+		return false, err
+	}
+	return c.isNew, nil
+}
+
+func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
+	var token [8]byte
+	rand.Read(token[:])
+	tag := binary.BigEndian.Uint64(token[:]) >> 1
+	now := s.now().UTC()
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var q strings.Builder
+		args := make([]any, 0, len(batch)*9)
+		ids := make([]any, 0, len(batch))
+		q.WriteString("INSERT IGNORE INTO events (id, event, account_id, project_id, object_id, occurred_at, data, received_at, claim) VALUES ")
+		for i, c := range batch {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?,?)")
+			e := c.event
+			if e.ReceivedAt.IsZero() {
+				e.ReceivedAt = now
+			}
+			args = append(args, e.ID, e.Name, e.AccountID, e.ProjectID, e.ObjectID, e.OccurredAt, e.Data, e.ReceivedAt, tag)
+			ids = append(ids, e.ID)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		query, inArgs, err := sqlx.In("SELECT id FROM events WHERE claim = ? AND id IN (?)", tag, ids)
+		if err != nil {
+			return fmt.Errorf("select claimed events: %w", err)
+		}
+		var claimed []string
+		if err := tx.SelectContext(ctx, &claimed, query, inArgs...); err != nil {
+			return fmt.Errorf("select claimed events: %w", err)
+		}
+		fresh := make(map[string]bool, len(claimed))
+		for _, id := range claimed {
+			fresh[id] = true
+		}
+		q.Reset()
+		args = args[:0]
+		q.WriteString("INSERT IGNORE INTO deliveries (id, event_id, webhook_id, status, attempts, created_at, updated_at) VALUES ")
+		rows := 0
+		for _, c := range batch {
+			// Two copies of one id in the same batch: the first owns it.
+			c.isNew = fresh[c.event.ID]
+			delete(fresh, c.event.ID)
+			if !c.isNew {
+				continue
+			}
+			for _, w := range c.webhooks {
+				if rows > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteString("(?,?,?,'pending',0,?,?)")
+				args = append(args, DeliveryID(c.event.ID, w), c.event.ID, w, now, now)
+				rows++
+			}
+		}
+		if rows == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		return nil
+	})
+}
+
+// GetEvent returns the stored event with id, or ErrNotFound.
+func (s *Store) GetEvent(ctx context.Context, id string) (Event, error) {
+	var e Event
+	err := s.db.GetContext(ctx, &e,
+		"SELECT id, event, account_id, project_id, object_id, occurred_at, data, received_at FROM events WHERE id = ?", id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Event{}, fmt.Errorf("event %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("select event %q: %w", id, err)
+	}
+	return e, nil
+}

@@ -1,0 +1,122 @@
+// Package repository is webhookd's MySQL storage: the webhooks table the monolith writes, and
+// the log of events, deliveries and attempts the worker keeps. It knows nothing of AMQP.
+//
+// Writes on the hot path are group-committed: concurrent callers share one transaction, and
+// each call returns only once its rows are durable.
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // the database/sql driver
+	"github.com/jmoiron/sqlx"
+)
+
+var timeUTC = time.UTC
+
+// ErrNotFound is returned when a row asked for by id does not exist.
+var ErrNotFound = errors.New("not found")
+
+var errClosed = errors.New("repository closed")
+
+// Options tunes a Store.
+type Options struct {
+	// MaxOpenConns bounds the connection pool. Defaults to 16.
+	MaxOpenConns int
+	// Flushers is the number of group-commit transactions that may run at once per kind of
+	// write. Defaults to 3.
+	Flushers int
+	// MaxBatch bounds a group commit. Defaults to 256.
+	MaxBatch int
+	// ObserveBatch, if set, is told the size of every group commit.
+	ObserveBatch func(kind string, size int)
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxOpenConns == 0 {
+		o.MaxOpenConns = 16
+	}
+	if o.Flushers == 0 {
+		o.Flushers = 3
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 256
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Store reads webhooks and writes the delivery log.
+type Store struct {
+	db      *sqlx.DB
+	now     func() time.Time
+	claims  *batcher[claim]
+	records *batcher[Outcome]
+}
+
+// Open connects to the database of dsn. It does not migrate.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	cfg, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlx.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db.SetMaxOpenConns(opts.MaxOpenConns)
+	db.SetMaxIdleConns(opts.MaxOpenConns)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ping database: %w", err)
+	}
+	s := &Store{db: db, now: opts.Now}
+	observe := func(kind string) func(int) {
+		if opts.ObserveBatch == nil {
+			return nil
+		}
+		return func(n int) { opts.ObserveBatch(kind, n) }
+	}
+	s.claims = newBatcher(opts.Flushers, opts.MaxBatch, s.flushClaims, observe("claim"))
+	s.records = newBatcher(opts.Flushers, opts.MaxBatch, s.flushOutcomes, observe("record"))
+	return s, nil
+}
+
+// DB is the underlying handle, for tests and tools.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.db.PingContext(ctx)
+}
+
+// Close stops the group committers and closes the pool. Calls in progress fail.
+func (s *Store) Close() error {
+	s.claims.close()
+	s.records.close()
+	return s.db.Close()
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
