@@ -198,6 +198,9 @@ func (w *Worker) afterFailure(ctx context.Context, h repository.Webhook, reason 
 	if err != nil || !changed {
 		return db(err)
 	}
+	if inv, ok := w.webhooks.(interface{ Invalidate(uint64, string) }); ok {
+		inv.Invalidate(h.AccountID, h.Event)
+	}
 	metricDisabled.Inc()
 	w.log.Warn("webhook disabled", "webhook_id", h.ID, "account_id", h.AccountID, "url", h.URL, "reason", reason)
 	body, _ := json.Marshal(map[string]any{

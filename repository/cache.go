@@ -78,6 +78,15 @@ func (c *Cache) Webhooks(ctx context.Context, accountID uint64, event string) ([
 	return v.([]Webhook), nil
 }
 
+// Invalidate forgets the cached webhooks of accountID for event, so that a webhook the worker
+// itself has just disabled gets nothing more from this process.
+func (c *Cache) Invalidate(accountID uint64, event string) {
+	key := strconv.FormatUint(accountID, 10) + "/" + event
+	c.mu.Lock()
+	delete(c.entries, key)
+	c.mu.Unlock()
+}
+
 // sweep drops expired entries so that a stream of one-off accounts cannot grow the map forever.
 func (c *Cache) sweep(now time.Time) {
 	for k, e := range c.entries {

@@ -1,0 +1,65 @@
+# webhookd: everyday commands. `make help` lists them.
+
+# go from PATH, else the usual install location. gofmt is taken from the same toolchain, so that
+# lint formats exactly as the compiler's release does.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
+
+SERVICES := bash scripts/services.sh
+FUZZTIME ?= 60s
+FUZZ_TARGETS := FuzzRenderJSON FuzzRenderXML FuzzRenderForm
+IMAGE ?= webhookd
+
+.PHONY: help services run test test-short bench build lint fuzz docker
+
+help:
+	@echo "make run         start RabbitMQ and MariaDB, migrate, run the worker"
+	@echo "make test        start the services, run every test with -race"
+	@echo "make test-short  run the tests that need no servers"
+	@echo "make bench       start the services, run ./bench"
+	@echo "make build       build bin/webhookd"
+	@echo "make lint        gofmt and go vet"
+	@echo "make fuzz        fuzz each formatter target for FUZZTIME (default $(FUZZTIME))"
+	@echo "make docker      build the $(IMAGE) image from docker/Dockerfile"
+
+services:
+	@$(SERVICES)
+
+# The local demo posts to a receiver on loopback, which the destination guard refuses unless told.
+run: services
+	$(GO) run . migrate
+	WEBHOOKD_ALLOW_PRIVATE_NETWORKS=$${WEBHOOKD_ALLOW_PRIVATE_NETWORKS:-true} $(GO) run . run
+
+test: services
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+bench: services
+	$(GO) run ./bench
+
+build:
+	$(GO) build -o bin/webhookd .
+
+lint:
+	@unformatted="$$($(GOFMT) -l .)" || exit 1; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt: these files need formatting (run gofmt -w):"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+	$(GO) vet ./...
+
+# go test -fuzz takes one target in one package at a time, and passes quietly when no target
+# matches: a missing target is an error here.
+fuzz:
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		$(GO) test -list "^$$target\$$" ./formatter | grep -qx "$$target" || \
+			{ echo "fuzz: no $$target in ./formatter"; exit 1; }; \
+		echo "fuzzing $$target for $(FUZZTIME)"; \
+		$(GO) test ./formatter -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME); \
+	done
+
+docker:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
