@@ -1,0 +1,74 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "WEBHOOKD_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("Load with defaults: %v", err)
+	}
+	if c.AMQPURL != "amqp://guest:guest@127.0.0.1:5672/" || c.MySQLDSN != "root@tcp(127.0.0.1:3306)/webhookd" ||
+		c.Exchange != "events" || c.Queue != "webhookd" || c.QueueType != "quorum" || c.HTTPTimeout != 10*time.Second ||
+		c.DisableAfter != 5 || c.Retention != 720*time.Hour || c.MaxEventBytes != 1<<20 || c.AdminAddr != "127.0.0.1:9090" ||
+		c.ShutdownTimeout != 30*time.Second || c.AllowPrivateNetworks {
+		t.Errorf("defaults = %+v", c)
+	}
+	if len(c.RetryDelays) != 3 || c.RetryDelays[0] != time.Minute || c.RetryDelays[1] != 5*time.Minute || c.RetryDelays[2] != 10*time.Minute {
+		t.Errorf("RetryDelays = %v, want [1m 5m 10m]", c.RetryDelays)
+	}
+	if c.PrefetchCount() != 2*c.Concurrency {
+		t.Errorf("PrefetchCount = %d, want %d", c.PrefetchCount(), 2*c.Concurrency)
+	}
+}
+
+func TestBadSettingsNamed(t *testing.T) {
+	tests := []struct {
+		key, value string
+	}{
+		{"WEBHOOKD_QUEUE_TYPE", "stream"},
+		{"WEBHOOKD_RETRY_DELAYS", "0s"},
+		{"WEBHOOKD_RETRY_DELAYS", "1m,abc"},
+		{"WEBHOOKD_HTTP_TIMEOUT", "-1s"},
+		{"WEBHOOKD_CONCURRENCY", "100000"},
+		{"WEBHOOKD_CACHE_TTL", "11s"},
+		{"WEBHOOKD_LOG_LEVEL", "loud"},
+		{"WEBHOOKD_QUEUE", "amq.x"},
+		{"WEBHOOKD_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/"},
+		{"WEBHOOKD_SHUTDOWN_TIMEOUT", "0s"},
+		{"WEBHOOKD_RETENTION", "0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			t.Setenv(tt.key, tt.value)
+			_, err := Load()
+			if err == nil || !strings.Contains(err.Error(), tt.key) {
+				t.Fatalf("Load() error = %v, want one naming %s", err, tt.key)
+			}
+		})
+	}
+}
+
+func TestUsageListsEverySetting(t *testing.T) {
+	var b strings.Builder
+	if err := Usage(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"AMQP_URL", "MYSQL_DSN", "EXCHANGE", "QUEUE", "RETRY_DELAYS", "HTTP_TIMEOUT",
+		"CONCURRENCY", "PREFETCH", "DISABLE_AFTER", "RETENTION", "MAX_EVENT_BYTES", "QUEUE_TYPE",
+		"ALLOW_PRIVATE_NETWORKS", "ADMIN_ADDR", "SHUTDOWN_TIMEOUT"} {
+		if !strings.Contains(b.String(), "WEBHOOKD_"+key+" ") {
+			t.Errorf("usage lacks WEBHOOKD_%s", key)
+		}
+	}
+}
