@@ -152,13 +152,19 @@ func (w *Worker) unattempted(ctx context.Context, eventID string) ([]job, error)
 			continue
 		}
 		h, err := w.store.Webhook(ctx, del.WebhookID)
-		if errors.Is(err, repository.ErrNotFound) {
-			continue
+		switch {
+		case errors.Is(err, repository.ErrNotFound):
+			err = w.settleWithout(ctx, del, "webhook deleted")
+		case err != nil:
+			return nil, db(err)
+		case !h.Enabled:
+			err = w.settleWithout(ctx, del, "webhook disabled")
+		default:
+			jobs = append(jobs, job{deliveryID: del.ID, event: ev, webhook: h, attempt: 1})
 		}
 		if err != nil {
-			return nil, db(err)
+			return nil, err
 		}
-		jobs = append(jobs, job{deliveryID: del.ID, event: ev, webhook: h, attempt: 1})
 	}
 	return jobs, nil
 }

@@ -48,3 +48,19 @@ var (
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	}, []string{"kind"})
 )
+
+// Known label values are created up front so that dashboards see zeros, not missing series.
+func init() {
+	for _, o := range []string{"succeeded", "retried", "failed"} {
+		metricDeliveries.WithLabelValues(o)
+	}
+	for _, r := range []string{"ack", "requeue"} {
+		metricMessages.WithLabelValues(r)
+	}
+	for _, r := range []string{"hit", "miss"} {
+		MetricCacheLookups.WithLabelValues(r)
+	}
+	for _, k := range []string{"event", "retry", "redeliver"} {
+		metricDead.WithLabelValues(k)
+	}
+}
