@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,5 +221,47 @@ func TestWebhookChangeSeenWithinTenSeconds(t *testing.T) {
 	})
 	if n := bed.Count("SELECT COUNT(*) FROM deliveries WHERE event_id IN ('disabled','sentinel')"); n != 0 {
 		t.Errorf("deliveries after disabling every webhook = %d, want 0", n)
+	}
+}
+
+// TestEveryFormat delivers one event to a webhook of each format and checks each signature
+// over the exact bytes received, and that each body carries the event.
+func TestEveryFormat(t *testing.T) {
+	t.Parallel()
+	bed := testbed.New(t)
+	rc := testbed.NewReceiver(t)
+	for _, f := range []string{"json", "xml", "form"} {
+		bed.AddWebhook(testbed.Webhook{Account: 8, Event: "TASK.CREATED", URL: rc.URL + "/" + f, Format: f, Token: "tok-" + f})
+	}
+	bed.StartWorker(testbed.WorkerOptions{})
+	bed.PublishEvent("TASK.CREATED", testbed.Event("fmt", "TASK.CREATED", 8,
+		`"projectId":2,"objectId":7,"data":{"title":"Fix <roof> & \"door\"","tags":["a","b"],"n":12345678901234567890,"none":null}`))
+	tests := []struct {
+		format, contentType string
+		wants               []string
+	}{
+		{"json", "application/json", []string{`"eventId":"fmt"`, `"n":12345678901234567890`}},
+		{"xml", "application/xml", []string{`<?xml version="1.0" encoding="UTF-8"?>`, `<eventId>fmt</eventId>`, `<n>12345678901234567890</n>`, `&lt;roof&gt; &amp;`, `<none nil="true"/>`}},
+		{"form", "application/x-www-form-urlencoded", []string{"eventId=fmt", "data[tags][1]=b", "data[n]=12345678901234567890", "data[none]="}},
+	}
+	for _, tt := range tests {
+		r := rc.Wait(t, "/"+tt.format, 1, wait)[0]
+		if got := r.Header.Get("Content-Type"); got != tt.contentType {
+			t.Errorf("%s: Content-Type %q, want %q", tt.format, got, tt.contentType)
+		}
+		mac := hmac.New(sha256.New, []byte("tok-"+tt.format))
+		mac.Write(r.Body)
+		if got, want := r.Header.Get("X-Webhook-Signature"), "sha256="+hex.EncodeToString(mac.Sum(nil)); got != want {
+			t.Errorf("%s: X-Webhook-Signature %q, want %q", tt.format, got, want)
+		}
+		v, _ := standardwebhooks.NewWebhookRaw([]byte("tok-" + tt.format))
+		if err := v.Verify(r.Body, r.Header); err != nil {
+			t.Errorf("%s: Standard Webhooks signature: %v", tt.format, err)
+		}
+		for _, want := range tt.wants {
+			if !strings.Contains(string(r.Body), want) {
+				t.Errorf("%s body lacks %q:\n%s", tt.format, want, r.Body)
+			}
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // Format is a payload format a webhook can choose.
@@ -85,42 +84,13 @@ func (e Event) data() json.RawMessage {
 // is present. A JSON null counts as absent, as if the field were left out, so that the three
 // formats agree; anything but a number or a string is an error in every format.
 func (e Event) objectID() (text string, ok bool, err error) {
-	raw := bytes.TrimSpace(e.ObjectID)
-	switch {
-	case len(raw) == 0 || string(raw) == "null":
+	raw := bytes.Trim(e.ObjectID, " \t\r\n") // JSON's whitespace, not Unicode's
+	if len(raw) == 0 || string(raw) == "null" {
 		return "", false, nil
-	case raw[0] == '"':
-		err = json.Unmarshal(raw, &text)
-	default:
-		var n json.Number
-		if err = json.Unmarshal(raw, &n); err == nil {
-			text = n.String()
-		}
 	}
-	if err != nil {
+	if c := raw[0]; !json.Valid(raw) || c != '"' && c != '-' && (c < '0' || c > '9') {
 		return "", false, errors.New("objectId is neither a number nor a string")
 	}
-	return text, true, nil
-}
-
-// maxDepth is how deep data may nest in XML and form bodies: encoding/json refuses deeper JSON
-// bodies, and the limit keeps the recursive renderers' stacks small on hostile events.
-const maxDepth = 10000
-
-var errTooDeep = errors.New("data nested too deep")
-
-// dataDecoder reads e's data one token at a time: object keys then keep the order they were
-// received in, which a Go map would lose, and numbers stay the text they were written as.
-func (e Event) dataDecoder() *json.Decoder {
-	dec := json.NewDecoder(bytes.NewReader(e.data()))
-	dec.UseNumber()
-	return dec
-}
-
-// checkEOF reports an error unless dec has read its whole input: data is one JSON value.
-func checkEOF(dec *json.Decoder) error {
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data holds more than one JSON value")
-	}
-	return nil
+	r := jsonReader{s: string(raw)}
+	return r.scalar(), true, nil
 }
