@@ -47,7 +47,7 @@ func TestEndpoints(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}
-	for _, name := range []string{"webhookd_deliveries_in_flight", "go_goroutines"} {
+	for _, name := range []string{"webhookd_deliveries_in_flight", "webhookd_deliveries_total", "webhookd_cache_lookups_total", "webhookd_dead_lettered_total", "go_goroutines"} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
