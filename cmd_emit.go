@@ -26,9 +26,7 @@ func withPublisher(ctx context.Context, cfg config.Config, fn func(ctx context.C
 	done := make(chan struct{})
 	go func() { p.Run(pctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	return fn(wctx, p)
+	return fn(ctx, p)
 }
 
 func runEmit(ctx context.Context, cfg config.Config, args []string) error {
@@ -83,6 +81,8 @@ func runEmit(ctx context.Context, cfg config.Config, args []string) error {
 		return err
 	}
 	err = withPublisher(ctx, cfg, func(ctx context.Context, p *consumer.Publisher) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
 		return p.Publish(ctx, consumer.Publishing{
 			Exchange: cfg.Exchange,
 			Key:      event,

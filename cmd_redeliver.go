@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/webhookd/webhookd/config"
 	"github.com/webhookd/webhookd/consumer"
@@ -57,7 +59,7 @@ func runRedeliver(ctx context.Context, cfg config.Config, args []string) error {
 		return err
 	}
 	if len(f.IDs) > len(ids) {
-		fmt.Printf("%d of the ids given are unknown or belong to a deleted webhook\n", len(f.IDs)-len(ids))
+		fmt.Printf("%d of the ids given are unknown or belong to a deleted or disabled webhook\n", len(f.IDs)-len(ids))
 	}
 	return publishRedeliveries(ctx, cfg, ids, *dry, "redeliveries")
 }
@@ -87,6 +89,9 @@ func runReplay(ctx context.Context, cfg config.Config, args []string) error {
 	if err != nil {
 		return err
 	}
+	if !w.Enabled {
+		return fmt.Errorf("webhook %d is disabled: enable it first (UPDATE webhooks SET enabled = 1 WHERE id = %d)", w.ID, w.ID)
+	}
 	events, err := store.Unsent(ctx, w, since.t, until.t)
 	if err != nil {
 		return err
@@ -106,34 +111,41 @@ func runReplay(ctx context.Context, cfg config.Config, args []string) error {
 	return publishRedeliveries(ctx, cfg, ids, *dry, "replayed events")
 }
 
-// publishRedeliveries publishes one redelivery message per delivery id and prints how many.
+// publishRedeliveries publishes one redelivery message per delivery id, several awaiting
+// their confirms at once, and prints how many were confirmed.
 func publishRedeliveries(ctx context.Context, cfg config.Config, ids []string, dry bool, what string) error {
 	if dry || len(ids) == 0 {
 		fmt.Printf("%d %s (dry run: %v)\n", len(ids), what, dry)
 		return nil
 	}
-	sent := 0
+	var sent atomic.Int64
 	err := withPublisher(ctx, cfg, func(ctx context.Context, p *consumer.Publisher) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(64)
 		for _, id := range ids {
-			body, _ := json.Marshal(map[string]string{"redeliver": id})
-			err := p.Publish(ctx, consumer.Publishing{
-				Key:       cfg.Queue,
-				Mandatory: true,
-				Msg: amqp.Publishing{
-					Type:         consumer.TypeRedeliver,
-					ContentType:  "application/json",
-					DeliveryMode: amqp.Persistent,
-					Timestamp:    time.Now(),
-					Body:         body,
-				},
-			})
-			if err != nil {
+			g.Go(func() error {
+				body, _ := json.Marshal(map[string]string{"redeliver": id})
+				pctx, cancel := context.WithTimeout(gctx, 30*time.Second)
+				defer cancel()
+				err := p.Publish(pctx, consumer.Publishing{
+					Key:       cfg.Queue,
+					Mandatory: true,
+					Msg: amqp.Publishing{
+						Type:         consumer.TypeRedeliver,
+						ContentType:  "application/json",
+						DeliveryMode: amqp.Persistent,
+						Timestamp:    time.Now(),
+						Body:         body,
+					},
+				})
+				if err == nil {
+					sent.Add(1)
+				}
 				return err
-			}
-			sent++
+			})
 		}
-		return nil
+		return g.Wait()
 	})
-	fmt.Printf("%d %s\n", sent, what)
+	fmt.Printf("%d %s\n", sent.Load(), what)
 	return err
 }

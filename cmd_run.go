@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -60,8 +62,37 @@ func openStore(ctx context.Context, cfg config.Config, log interface{ Warn(strin
 
 func runWorker(ctx context.Context, cfg config.Config, _ []string) error {
 	log := newLogger(cfg)
+	// The admin server comes first: /healthz answers while the worker waits for its
+	// database, and a taken port stops the worker at once.
+	var ready atomic.Pointer[consumer.Worker]
+	var adminLn net.Listener
+	if cfg.AdminAddr != "" {
+		ln, err := admin.Listen(cfg.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("WEBHOOKD_ADMIN_ADDR: %w", err)
+		}
+		adminLn = ln
+	}
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
+	adminDone := make(chan error, 1)
+	if adminLn != nil {
+		go func() {
+			adminDone <- admin.Serve(adminCtx, adminLn, admin.Handler(func() bool {
+				w := ready.Load()
+				return w != nil && w.Ready()
+			}))
+		}()
+	} else {
+		adminDone <- nil
+	}
+	defer func() { stopAdmin(); <-adminDone }()
+
 	store, err := openStore(ctx, cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the database
+		}
 		return err
 	}
 	defer store.Close()
@@ -88,11 +119,9 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string) error {
 
 	log.Info("webhookd starting", "version", version, "queue", cfg.Queue, "exchange", cfg.Exchange,
 		"ladder", fmt.Sprint(cfg.RetryDelays), "concurrency", cfg.Concurrency, "admin", cfg.AdminAddr)
+	ready.Store(w)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(ctx) })
-	if cfg.AdminAddr != "" {
-		g.Go(func() error { return admin.Serve(gctx, cfg.AdminAddr, admin.Handler(w.Ready)) })
-	}
 	g.Go(func() error { return purgeLoop(gctx, store, cfg.Retention, log) })
 	err = g.Wait()
 	log.Info("webhookd stopped")

@@ -30,12 +30,17 @@ func Handler(ready func() bool) http.Handler {
 	return mux
 }
 
-// Serve listens on addr and serves h until ctx ends.
-func Serve(ctx context.Context, addr string, h http.Handler) error {
+// Listen opens the admin address, so that a taken port fails the worker at start.
+func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on admin address %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on admin address %s: %w", addr, err)
 	}
+	return ln, nil
+}
+
+// Serve serves h on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -2,14 +2,17 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/webhookd/webhookd/formatter"
 	"github.com/webhookd/webhookd/repository"
@@ -21,14 +24,31 @@ import (
 // deliver makes one attempt of a delivery and makes its outcome durable: recorded in the log
 // and, after a failure with retries left, a retry message confirmed in a TTL queue. A nil
 // error means the message that carried the job may be acked.
-func (w *Worker) deliver(ctx context.Context, j job) error {
+func (w *Worker) deliver(ctx context.Context, j job) (err error) {
+	// Deliveries of one message run on their own goroutines: a panic must end here, as an
+	// error that requeues the message, not take the process down.
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("delivery panic", "delivery_id", j.deliveryID, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("delivery %s: panic: %v", j.deliveryID, p)
+		}
+	}()
+	release, ok, err := w.shares.acquire(ctx, j.webhook.ID, w.now)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return w.postpone(ctx, j)
+	}
 	if err := w.slots.Acquire(ctx, 1); err != nil {
+		release()
 		return err
 	}
 	metricInFlight.Inc()
 	res, err := w.attempt(ctx, j)
 	metricInFlight.Dec()
 	w.slots.Release(1)
+	release()
 	if ctx.Err() != nil {
 		// Cancelled by shutdown: the outcome is unknown, the message goes back.
 		return ctx.Err()
@@ -81,6 +101,15 @@ func (w *Worker) deliver(ctx context.Context, j job) error {
 	if out.Error == "" && !succeeded {
 		out.Error = "HTTP " + strconv.Itoa(res.StatusCode)
 	}
+	if disable != "" {
+		// Disabled before the outcome is recorded: should the record fail, the delivery is
+		// attempted again and finds its webhook disabled, rather than left enabled for good.
+		if err := w.disable(ctx, j.webhook, disable); err != nil {
+			return err
+		}
+	} else if out.Status == repository.StatusFailed {
+		out.CountFailure = true
+	}
 	if err := w.record(ctx, out); err != nil {
 		return err
 	}
@@ -95,7 +124,9 @@ func (w *Worker) deliver(ctx context.Context, j job) error {
 	case repository.StatusFailed:
 		metricDeliveries.WithLabelValues("failed").Inc()
 		log.Warn("delivery failed", "status", res.StatusCode, "err", out.Error)
-		return w.afterFailure(ctx, j.webhook, disable)
+		if disable == "" {
+			return w.afterFailure(ctx, j.webhook)
+		}
 	}
 	return nil
 }
@@ -160,6 +191,36 @@ func (w *Worker) park(ctx context.Context, j job, plan retry.Plan) error {
 	return nil
 }
 
+// postpone parks a delivery whose webhook is slow and has its share of attempts in flight
+// (see hookShares) in the first retry queue, without using up an attempt: it comes back as a
+// retry of the attempt it has not made yet.
+func (w *Worker) postpone(ctx context.Context, j job) error {
+	delay := w.cfg.Topology.Ladder.Delays()[0]
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	err := w.pub.Publish(pctx, Publishing{
+		Key:       retry.QueueName(w.cfg.Topology.Queue, delay),
+		Mandatory: true,
+		Msg: amqp.Publishing{
+			Headers: amqp.Table{
+				HeaderDelivery: j.deliveryID,
+				HeaderAttempt:  int32(j.attempt),
+				HeaderStep:     int32(j.step),
+			},
+			Type:         TypeRetry,
+			DeliveryMode: amqp.Persistent,
+			Timestamp:    w.now(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("postpone delivery: %w", err)
+	}
+	metricPostponed.Inc()
+	w.log.Debug("delivery postponed: webhook slow and at its share of attempts", "delivery_id", j.deliveryID,
+		"webhook_id", j.webhook.ID, "attempt", j.attempt, "delay", delay)
+	return nil
+}
+
 // record makes an outcome durable, retrying while the database is briefly away: the POST has
 // been made, and giving up would make the receiver get it again.
 func (w *Worker) record(ctx context.Context, out repository.Outcome) error {
@@ -178,48 +239,92 @@ func (w *Worker) record(ctx context.Context, out repository.Outcome) error {
 	}
 }
 
-// afterFailure counts a failed delivery against its webhook and disables the webhook after
-// DisableAfter in a row, or at once with reason when the endpoint said 410 Gone.
-func (w *Worker) afterFailure(ctx context.Context, h repository.Webhook, reason string) error {
-	if reason == "" {
-		n, err := w.store.CountFailure(ctx, h.ID)
-		if errors.Is(err, repository.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return db(err)
-		}
-		if w.cfg.DisableAfter == 0 || n < w.cfg.DisableAfter {
-			return nil
-		}
-		reason = fmt.Sprintf("%d failed deliveries in a row", n)
+// hookShareDivisor bounds one webhook's attempts in flight to Concurrency/hookShareDivisor (at
+// least one), so that a slow endpoint never takes every slot.
+const hookShareDivisor = 4
+
+// slowAttempt is how long the oldest attempt of a webhook whose share is taken must have run
+// for the webhook to count as slow.
+const slowAttempt = time.Second
+
+// hookShares bounds each webhook's attempts in flight. A delivery over its webhook's share
+// waits for a place while the share's attempts are quick. Once the oldest has run for
+// slowAttempt, waiting would hold the delivery's message, and with it the message's other
+// deliveries and a prefetch place, for as long as the endpoint takes: the delivery is
+// postponed instead.
+type hookShares struct {
+	max int64
+	mu  sync.Mutex
+	m   map[uint64]*hookShare
+}
+
+type hookShare struct {
+	sem    *semaphore.Weighted
+	users  int         // holders and waiters; the entry goes when none is left
+	starts []time.Time // when each attempt in flight started
+}
+
+func newHookShares(concurrency int) *hookShares {
+	return &hookShares{max: int64(max(1, concurrency/hookShareDivisor)), m: map[uint64]*hookShare{}}
+}
+
+// acquire takes a place in webhook id's share and returns its release. ok is false, and
+// nothing is taken, when the share is full and its oldest attempt has run for slowAttempt;
+// otherwise acquire waits for a place until ctx ends.
+func (s *hookShares) acquire(ctx context.Context, id uint64, now func() time.Time) (release func(), ok bool, err error) {
+	s.mu.Lock()
+	h := s.m[id]
+	if h == nil {
+		h = &hookShare{sem: semaphore.NewWeighted(s.max)}
+		s.m[id] = h
 	}
-	changed, err := w.store.Disable(ctx, h.ID, reason)
-	if err != nil || !changed {
-		return db(err)
+	h.users++
+	s.mu.Unlock()
+	for !h.sem.TryAcquire(1) {
+		s.mu.Lock()
+		t := now()
+		var age time.Duration
+		for _, st := range h.starts {
+			age = max(age, t.Sub(st))
+		}
+		s.mu.Unlock()
+		if age >= slowAttempt {
+			s.leave(id, h)
+			return nil, false, nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, slowAttempt-age)
+		err := h.sem.Acquire(wctx, 1)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			s.leave(id, h)
+			return nil, false, ctx.Err()
+		}
+		// The oldest attempt has now run for slowAttempt, or ended: look again.
 	}
-	if inv, ok := w.webhooks.(interface{ Invalidate(uint64, string) }); ok {
-		inv.Invalidate(h.AccountID, h.Event)
+	s.mu.Lock()
+	start := now()
+	h.starts = append(h.starts, start)
+	s.mu.Unlock()
+	return func() { s.release(id, h, start) }, true, nil
+}
+
+func (s *hookShares) release(id uint64, h *hookShare, start time.Time) {
+	s.mu.Lock()
+	if i := slices.IndexFunc(h.starts, start.Equal); i >= 0 {
+		h.starts = slices.Delete(h.starts, i, i+1)
 	}
-	metricDisabled.Inc()
-	w.log.Warn("webhook disabled", "webhook_id", h.ID, "account_id", h.AccountID, "url", h.URL, "reason", reason)
-	body, _ := json.Marshal(map[string]any{
-		"webhookId": h.ID,
-		"accountId": h.AccountID,
-		"url":       h.URL,
-		"reason":    reason,
-		"at":        w.now().UTC().Format(time.RFC3339),
-	})
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	return w.pub.Publish(pctx, Publishing{
-		Exchange: NotificationExchange,
-		Key:      "webhook.disabled",
-		Msg: amqp.Publishing{
-			ContentType:  "application/json",
-			DeliveryMode: amqp.Persistent,
-			Timestamp:    w.now(),
-			Body:         body,
-		},
-	})
+	s.mu.Unlock()
+	h.sem.Release(1)
+	s.leave(id, h)
+}
+
+func (s *hookShares) leave(id uint64, h *hookShare) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h.users--; h.users == 0 {
+		delete(s.m, id)
+	}
 }

@@ -39,6 +39,7 @@ func (w *Worker) handle(ctx context.Context, d amqp.Delivery) (v verdict) {
 	defer func() {
 		if p := recover(); p != nil {
 			w.log.Error("handler panic", "panic", p, "stack", string(debug.Stack()))
+			sleepCtx(ctx, 500*time.Millisecond)
 			v = requeue
 		}
 	}()
@@ -192,7 +193,9 @@ func (w *Worker) handleRetry(ctx context.Context, d amqp.Delivery) error {
 	id, _ := d.Headers[HeaderDelivery].(string)
 	attempt, okA := headerInt(d.Headers[HeaderAttempt])
 	step, okS := headerInt(d.Headers[HeaderStep])
-	if id == "" || !okA || !okS || attempt < 2 || step < 0 {
+	// A postponed delivery (see postpone) comes back with the attempt it has not made yet,
+	// 1 for a first attempt; a failed attempt's retry carries 2 or more.
+	if id == "" || !okA || !okS || attempt < 1 || step < 0 {
 		return poisonf("retry message without valid %s, %s and %s headers", HeaderDelivery, HeaderAttempt, HeaderStep)
 	}
 	j, ok, err := w.loadJob(ctx, id)
@@ -230,7 +233,13 @@ func (w *Worker) handleRedeliver(ctx context.Context, d amqp.Delivery) error {
 		return db(err)
 	}
 	if !h.Enabled {
-		return poisonf("delivery %q: webhook %d is disabled", del.ID, del.WebhookID)
+		// A disabled webhook gets no deliveries. A delivery still pending settles as failed;
+		// one that has settled keeps its outcome.
+		w.log.Info("redelivery to a disabled webhook not attempted", "delivery_id", del.ID, "webhook_id", del.WebhookID)
+		if del.Status == repository.StatusPending {
+			return w.settleWithout(ctx, del, "webhook disabled")
+		}
+		return nil
 	}
 	ev, err := w.store.GetEvent(ctx, del.EventID)
 	if errors.Is(err, repository.ErrNotFound) {
@@ -310,6 +319,8 @@ func (w *Worker) deadLetter(ctx context.Context, d amqp.Delivery, reason string)
 		Msg: amqp.Publishing{
 			Headers:      headers,
 			ContentType:  d.ContentType,
+			MessageId:    d.MessageId,
+			AppId:        d.AppId,
 			Type:         d.Type,
 			DeliveryMode: amqp.Persistent,
 			Timestamp:    w.now(),

@@ -20,6 +20,10 @@ var (
 		Name: "webhookd_retries_parked_total",
 		Help: "Deliveries parked in a retry queue, by delay.",
 	}, []string{"delay"})
+	metricPostponed = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "webhookd_deliveries_postponed_total",
+		Help: "Deliveries parked in the first retry queue without an attempt: their webhook was slow and had its share of attempts in flight.",
+	})
 	metricDead = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "webhookd_dead_lettered_total",
 		Help: "Messages sent to the dead queue, by kind of message.",

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync/atomic"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -18,6 +17,10 @@ type Publishing struct {
 	Mandatory bool
 	Msg       amqp.Publishing
 }
+
+// headerPublishSeq carries a mandatory message's publish sequence number, so that a return
+// can be matched to the publish it answers.
+const headerPublishSeq = "x-webhookd-publish-seq"
 
 // ErrReturned means the broker could not route a mandatory message to any queue.
 var ErrReturned = errors.New("message returned unroutable")
@@ -127,11 +130,18 @@ func (p *Publisher) session(ctx context.Context) error {
 	p.log.Info("publisher connected")
 
 	noteReturn := func(r amqp.Return) {
-		if seq, err := strconv.ParseUint(r.MessageId, 10, 64); err == nil {
-			returned[seq] = r.ReplyText
+		if seq, ok := r.Headers[headerPublishSeq].(int64); ok {
+			returned[uint64(seq)] = r.ReplyText
 		}
 	}
 	for {
+		// The library's reader holds a lock while it hands over a confirm: with the
+		// confirms buffer full, a publish would wait on that lock while the reader waits on
+		// us. Take no request until confirms have room.
+		reqs := p.reqs
+		if len(pending) >= cap(confirms)-1 {
+			reqs = nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -170,10 +180,18 @@ func (p *Publisher) session(ctx context.Context) error {
 			default:
 				req.done <- nil
 			}
-		case req := <-p.reqs:
+		case req := <-reqs:
 			seq := ch.GetNextPublishSeqNo()
 			msg := req.p.Msg
-			msg.MessageId = strconv.FormatUint(seq, 10)
+			if req.p.Mandatory {
+				// A returned message is matched to its publish by this header.
+				headers := make(amqp.Table, len(msg.Headers)+1)
+				for k, v := range msg.Headers {
+					headers[k] = v
+				}
+				headers[headerPublishSeq] = int64(seq)
+				msg.Headers = headers
+			}
 			if err := ch.PublishWithContext(ctx, req.p.Exchange, req.p.Key, req.p.Mandatory, false, msg); err != nil {
 				req.done <- fmt.Errorf("basic.publish: %w", err)
 				return err

@@ -57,7 +57,12 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 	if err := ch.ExchangeDeclare(NotificationExchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("exchange.declare %s: %w", NotificationExchange, err)
 	}
-	if _, err := ch.QueueDeclare(t.Queue, true, false, false, false, t.queueArgs()); err != nil {
+	// A message the broker itself gives up on (RabbitMQ 4's quorum queues stop redelivering
+	// after a delivery limit) goes to the dead queue rather than nowhere.
+	work := t.queueArgs()
+	work["x-dead-letter-exchange"] = ""
+	work["x-dead-letter-routing-key"] = t.DeadQueue()
+	if _, err := ch.QueueDeclare(t.Queue, true, false, false, false, work); err != nil {
 		return fmt.Errorf("queue.declare %s: %w", t.Queue, err)
 	}
 	if err := ch.QueueBind(t.Queue, "*.*", t.Exchange, false, nil); err != nil {

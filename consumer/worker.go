@@ -56,7 +56,9 @@ type Store interface {
 	EventDeliveries(ctx context.Context, eventID string) ([]repository.Delivery, error)
 	Webhook(ctx context.Context, id uint64) (repository.Webhook, error)
 	Disable(ctx context.Context, id uint64, reason string) (bool, error)
-	CountFailure(ctx context.Context, id uint64) (int, error)
+	Failures(ctx context.Context, id uint64) (int, error)
+	PendingNotifications(ctx context.Context) ([]repository.Notification, error)
+	Notified(ctx context.Context, id uint64) error
 	Ping(ctx context.Context) error
 }
 
@@ -76,6 +78,7 @@ type Worker struct {
 	now      func() time.Time
 
 	slots     *semaphore.Weighted
+	shares    *hookShares
 	consuming atomic.Bool
 	dbDown    atomic.Bool
 	// handlers owns every handler goroutine, including those of a session that broke.
@@ -99,6 +102,7 @@ func New(cfg Config, store Store, webhooks repository.WebhookSource, send Sender
 		log:      log,
 		now:      now,
 		slots:    semaphore.NewWeighted(int64(cfg.Concurrency)),
+		shares:   newHookShares(cfg.Concurrency),
 	}
 	w.pub = NewPublisher(cfg.AMQPURL, cfg.Name+" publisher", log)
 	w.pub.OnConnect = cfg.Topology.Declare
@@ -120,11 +124,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	// work outlives ctx by the shutdown timeout so that attempts in flight can finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	// The publisher outlives the consumer: attempts finishing after it stopped still park
+	// their retries.
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
 
 	var g errgroup.Group
 	g.Go(func() error { return w.pub.Run(pubCtx) })
+	g.Go(func() error { w.notifyPending(ctx); return nil })
+	g.Go(func() error { w.watchDB(ctx); return nil })
 	g.Go(func() error {
 		defer stopPub()
 		bo := newBackoff()
@@ -134,26 +142,26 @@ func (w *Worker) Run(ctx context.Context) error {
 				bo.reset()
 			}
 			if ctx.Err() != nil {
-				return nil
+				break
 			}
 			d := bo.next()
 			w.log.Warn("consumer connection lost, reconnecting", "err", err, "in", d)
 			if !sleepCtx(ctx, d) {
-				return nil
+				break
 			}
 		}
+		// Handlers of broken sessions may still run; they get the shutdown timeout too.
+		idle := make(chan struct{})
+		go func() { w.handlers.Wait(); close(idle) }()
+		select {
+		case <-idle:
+		case <-time.After(w.cfg.ShutdownTimeout):
+			cancelWork()
+			<-idle
+		}
+		return nil
 	})
-	err := g.Wait()
-	// Handlers of broken sessions may still run; they finish within the shutdown timeout.
-	idle := make(chan struct{})
-	go func() { w.handlers.Wait(); close(idle) }()
-	select {
-	case <-idle:
-	case <-time.After(w.cfg.ShutdownTimeout):
-		cancelWork()
-		<-idle
-	}
-	return err
+	return g.Wait()
 }
 
 // verdict is how a handler wants its message settled.
@@ -248,9 +256,7 @@ func (w *Worker) session(ctx, work context.Context, cancelWork context.CancelFun
 				return true, nil
 			}
 		case <-dbPoll.C:
-			if w.dbDown.Load() {
-				w.checkDB(work)
-			}
+			// Looks at dbDown again, which watchDB keeps up to date.
 		case <-stopping:
 			// Stop taking messages; settle those in flight.
 			stopping = nil
@@ -291,10 +297,25 @@ func (w *Worker) dbFailed(err error) {
 	}
 }
 
-func (w *Worker) checkDB(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := w.store.Ping(pctx); err == nil && w.dbDown.Swap(false) {
-		w.log.Info("database back: resuming consumption")
+// watchDB pings the database every second until ctx ends, so that /readyz and the
+// consumer's pause follow the database even while no message arrives.
+func (w *Worker) watchDB(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := w.store.Ping(pctx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.dbFailed(err)
+		case err == nil && w.dbDown.Swap(false):
+			w.log.Info("database back: resuming consumption")
+		}
 	}
 }

@@ -50,6 +50,9 @@ type Outcome struct {
 	// NoAttempt records a status change that made no request (a delivery settled because
 	// its webhook went away): no attempt row is written.
 	NoAttempt bool
+	// CountFailure adds the failed delivery to its webhook's failures in a row, in the same
+	// transaction, so that no crash can lose it from the count.
+	CountFailure bool
 }
 
 // Record stores the attempt and the delivery's new status durably, group-committed with
@@ -109,6 +112,13 @@ func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
 			attempts = GREATEST(attempts, VALUES(attempts))`)
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("upsert deliveries: %w", err)
+		}
+		for _, o := range batch {
+			if o.CountFailure {
+				if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", o.WebhookID); err != nil {
+					return fmt.Errorf("count failure: %w", err)
+				}
+			}
 		}
 		if len(succeeded) > 0 {
 			query, inArgs, err := sqlx.In("UPDATE webhooks SET consecutive_failures = 0 WHERE consecutive_failures > 0 AND id IN (?)", succeeded)

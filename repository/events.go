@@ -44,14 +44,19 @@ func DeliveryID(eventID string, webhookID uint64) string {
 type claim struct {
 	event    Event
 	webhooks []uint64
-	isNew    bool
+	// tag marks the event row this claim inserts. It is chosen once per claim, so that a
+	// claim flushed again after a commit whose answer was lost still knows its own row.
+	tag   uint64
+	isNew bool
 }
 
 // Claim records ev and one pending delivery per webhook in webhooks, and reports whether the
 // event id was new. For an id already recorded nothing is written: the unique key, not a
 // prior check, decides which of two concurrent copies owns the event.
 func (s *Store) Claim(ctx context.Context, ev Event, webhooks []uint64) (bool, error) {
-	c := &claim{event: ev, webhooks: webhooks}
+	var token [8]byte
+	rand.Read(token[:])
+	c := &claim{event: ev, webhooks: webhooks, tag: binary.BigEndian.Uint64(token[:]) >> 1}
 	if err := s.claims.do(ctx, c); err != nil {
 		return false, err
 	}
@@ -59,9 +64,6 @@ func (s *Store) Claim(ctx context.Context, ev Event, webhooks []uint64) (bool, e
 }
 
 func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
-	var token [8]byte
-	rand.Read(token[:])
-	tag := binary.BigEndian.Uint64(token[:]) >> 1
 	now := s.now().UTC()
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		var q strings.Builder
@@ -77,30 +79,49 @@ func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
 			if e.ReceivedAt.IsZero() {
 				e.ReceivedAt = now
 			}
-			args = append(args, e.ID, e.Name, e.AccountID, e.ProjectID, e.ObjectID, e.OccurredAt, e.Data, e.ReceivedAt, tag)
+			args = append(args, e.ID, e.Name, e.AccountID, e.ProjectID, e.ObjectID, e.OccurredAt, e.Data, e.ReceivedAt, c.tag)
 			ids = append(ids, e.ID)
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		res, err := tx.ExecContext(ctx, q.String(), args...)
+		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
-		query, inArgs, err := sqlx.In("SELECT id FROM events WHERE claim = ? AND id IN (?)", tag, ids)
-		if err != nil {
-			return fmt.Errorf("select claimed events: %w", err)
-		}
-		var claimed []string
-		if err := tx.SelectContext(ctx, &claimed, query, inArgs...); err != nil {
-			return fmt.Errorf("select claimed events: %w", err)
-		}
-		fresh := make(map[string]bool, len(claimed))
-		for _, id := range claimed {
-			fresh[id] = true
+		fresh := make(map[string]bool, len(batch))
+		if n, err := res.RowsAffected(); err == nil && n == int64(len(batch)) {
+			// INSERT IGNORE counts only the rows it inserted: every id is new (and none twice
+			// in the batch), so the usual case needs no SELECT, one round trip fewer.
+			for _, c := range batch {
+				fresh[c.event.ID] = true
+			}
+		} else {
+			query, inArgs, err := sqlx.In("SELECT id, claim FROM events WHERE id IN (?)", ids)
+			if err != nil {
+				return fmt.Errorf("select claimed events: %w", err)
+			}
+			var rows []struct {
+				ID    string `db:"id"`
+				Claim uint64 `db:"claim"`
+			}
+			if err := tx.SelectContext(ctx, &rows, query, inArgs...); err != nil {
+				return fmt.Errorf("select claimed events: %w", err)
+			}
+			owner := make(map[string]uint64, len(rows))
+			for _, r := range rows {
+				owner[r.ID] = r.Claim
+			}
+			for _, c := range batch {
+				if owner[c.event.ID] == c.tag {
+					fresh[c.event.ID] = true
+				}
+			}
 		}
 		q.Reset()
 		args = args[:0]
 		q.WriteString("INSERT IGNORE INTO deliveries (id, event_id, webhook_id, status, attempts, created_at, updated_at) VALUES ")
 		rows := 0
 		for _, c := range batch {
-			// Two copies of one id in the same batch: the first owns it.
+			// Two copies of one id in the same batch: the row's tag names the owner, and
+			// in the all-new case above ids are distinct.
 			c.isNew = fresh[c.event.ID]
 			delete(fresh, c.event.ID)
 			if !c.isNew {

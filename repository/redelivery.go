@@ -17,8 +17,8 @@ type DeliveryFilter struct {
 	Until     time.Time
 }
 
-// FindDeliveries returns the ids of the deliveries matching f whose webhook still exists,
-// oldest first.
+// FindDeliveries returns the ids of the deliveries matching f whose webhook still exists and
+// is enabled, oldest first.
 func (s *Store) FindDeliveries(ctx context.Context, f DeliveryFilter) ([]string, error) {
 	var where []string
 	var args []any
@@ -51,7 +51,7 @@ func (s *Store) FindDeliveries(ctx context.Context, f DeliveryFilter) ([]string,
 	if len(where) == 0 {
 		return nil, fmt.Errorf("find deliveries: no filter given")
 	}
-	q := "SELECT d.id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE " +
+	q := "SELECT d.id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled = 1 WHERE " +
 		strings.Join(where, " AND ") + " ORDER BY d.created_at, d.id"
 	var ids []string
 	if err := s.db.SelectContext(ctx, &ids, q, args...); err != nil {
@@ -61,12 +61,14 @@ func (s *Store) FindDeliveries(ctx context.Context, f DeliveryFilter) ([]string,
 }
 
 // Unsent returns the ids of stored events received in [since, until) that webhook w matches
-// (account, event, project) and has no delivery for, oldest first.
+// (account, event, project) and has no delivery for, or only one never attempted (a replay
+// cut short), oldest first.
 func (s *Store) Unsent(ctx context.Context, w Webhook, since, until time.Time) ([]string, error) {
 	q := `SELECT e.id FROM events e
 		WHERE e.account_id = ? AND e.event = ? AND e.received_at >= ? AND e.received_at < ?
 		AND (? IS NULL OR e.project_id = ?)
-		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.webhook_id = ?)
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.webhook_id = ?
+			AND NOT (d.status = 'pending' AND d.attempts = 0))
 		ORDER BY e.received_at, e.id`
 	var ids []string
 	err := s.db.SelectContext(ctx, &ids, q, w.AccountID, w.Event, since.UTC(), until.UTC(), w.ProjectID, w.ProjectID, w.ID)

@@ -27,7 +27,10 @@ type Options struct {
 	// MaxOpenConns bounds the connection pool. Defaults to 16.
 	MaxOpenConns int
 	// Flushers is the number of group-commit transactions that may run at once per kind of
-	// write. Defaults to 3.
+	// write. Defaults to 1: a second flusher that is idle takes whatever single item arrives,
+	// so under load most commits carried one row (median 1, against 33 with one flusher), and
+	// the record batches of one webhook waited on each other's lock of its webhooks row.
+	// One flusher drained faster, with less database CPU and lower latency (./bench).
 	Flushers int
 	// MaxBatch bounds a group commit. Defaults to 256.
 	MaxBatch int
@@ -42,7 +45,7 @@ func (o Options) withDefaults() Options {
 		o.MaxOpenConns = 16
 	}
 	if o.Flushers == 0 {
-		o.Flushers = 3
+		o.Flushers = 1
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 256
@@ -86,8 +89,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 		return func(n int) { opts.ObserveBatch(kind, n) }
 	}
-	s.claims = newBatcher(opts.Flushers, opts.MaxBatch, s.flushClaims, observe("claim"))
-	s.records = newBatcher(opts.Flushers, opts.MaxBatch, s.flushOutcomes, observe("record"))
+	s.claims = newBatcher(opts.Flushers, opts.MaxBatch, s.flushClaims,
+		func(c *claim) int { return len(c.event.Data) + len(c.event.ID) + 256 }, observe("claim"))
+	s.records = newBatcher(opts.Flushers, opts.MaxBatch, s.flushOutcomes,
+		func(o *Outcome) int { return len(o.ResponseBody) + len(o.Error) + 256 }, observe("record"))
 	return s, nil
 }
 

@@ -5,8 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
+	"time"
 )
 
 // Webhook is one subscription row.
@@ -65,11 +64,12 @@ func (s *Store) Webhook(ctx context.Context, id uint64) (Webhook, error) {
 	return w, nil
 }
 
-// Disable turns webhook id off with a reason and reports whether it was on until now, so that
-// exactly one caller announces it.
+// Disable turns webhook id off with a reason, resets its failures in a row (so that
+// re-enabling it starts afresh) and marks its announcement pending. It reports whether the
+// webhook was on until now, so that exactly one caller announces it.
 func (s *Store) Disable(ctx context.Context, id uint64, reason string) (bool, error) {
 	res, err := s.db.ExecContext(ctx,
-		"UPDATE webhooks SET enabled = 0, disabled_reason = ? WHERE id = ? AND enabled = 1", truncate(reason, 255), id)
+		"UPDATE webhooks SET enabled = 0, disabled_reason = ?, consecutive_failures = 0, notify_pending = 1 WHERE id = ? AND enabled = 1", truncate(reason, 255), id)
 	if err != nil {
 		return false, fmt.Errorf("disable webhook %d: %w", id, err)
 	}
@@ -80,20 +80,45 @@ func (s *Store) Disable(ctx context.Context, id uint64, reason string) (bool, er
 	return n == 1, nil
 }
 
-// CountFailure adds one to the webhook's failed deliveries in a row and returns the new count.
-func (s *Store) CountFailure(ctx context.Context, id uint64) (int, error) {
+// Failures returns the webhook's failed deliveries in a row.
+func (s *Store) Failures(ctx context.Context, id uint64) (int, error) {
 	var n int
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", id); err != nil {
-			return fmt.Errorf("count failure of webhook %d: %w", id, err)
-		}
-		err := tx.GetContext(ctx, &n, "SELECT consecutive_failures FROM webhooks WHERE id = ?", id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("webhook %d: %w", id, ErrNotFound)
-		}
-		return err
-	})
-	return n, err
+	err := s.db.GetContext(ctx, &n, "SELECT consecutive_failures FROM webhooks WHERE id = ?", id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("webhook %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("select failures of webhook %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// Notification is a webhook.disabled announcement.
+type Notification struct {
+	WebhookID uint64    `db:"id"`
+	AccountID uint64    `db:"account_id"`
+	URL       string    `db:"url"`
+	Reason    string    `db:"disabled_reason"`
+	At        time.Time `db:"updated_at"`
+}
+
+// PendingNotifications returns the disabled webhooks whose announcement is not confirmed yet.
+func (s *Store) PendingNotifications(ctx context.Context) ([]Notification, error) {
+	var ns []Notification
+	err := s.db.SelectContext(ctx, &ns,
+		"SELECT id, account_id, url, COALESCE(disabled_reason, '') AS disabled_reason, updated_at FROM webhooks WHERE notify_pending = 1 ORDER BY id LIMIT 100")
+	if err != nil {
+		return nil, fmt.Errorf("select pending notifications: %w", err)
+	}
+	return ns, nil
+}
+
+// Notified marks the webhook's announcement as published.
+func (s *Store) Notified(ctx context.Context, id uint64) error {
+	if _, err := s.db.ExecContext(ctx, "UPDATE webhooks SET notify_pending = 0 WHERE id = ?", id); err != nil {
+		return fmt.Errorf("mark webhook %d notified: %w", id, err)
+	}
+	return nil
 }
 
 func truncate(s string, n int) string {

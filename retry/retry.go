@@ -5,7 +5,6 @@ package retry
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -26,8 +25,9 @@ type Plan struct {
 }
 
 // Next plans the delivery after a failed attempt made on ladder step step (0 for the first
-// attempt and for a redelivery). retryAfter is the receiver's Retry-After, or 0: the delivery
-// then takes the shortest delay not shorter than it, or the longest delay there is.
+// attempt and for a redelivery). retryAfter is the receiver's Retry-After, or 0; when set, the
+// delivery takes the shortest delay of the whole ladder not shorter than it, or the longest
+// delay there is, whatever the step.
 func (l Ladder) Next(step int, retryAfter time.Duration) Plan {
 	if step < 0 {
 		step = 0
@@ -36,7 +36,8 @@ func (l Ladder) Next(step int, retryAfter time.Duration) Plan {
 		return Plan{Final: true}
 	}
 	delay := l[step]
-	if retryAfter > 0 && delay < retryAfter {
+	if retryAfter > 0 {
+		// The receiver said when to come back: that, not the step, picks the delay.
 		delay = l.atLeast(retryAfter)
 	}
 	return Plan{Delay: delay, Step: step + 1}
@@ -96,20 +97,4 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p permanent
 	return errors.As(err, &p)
-}
-
-// ParseLadder reads a comma-separated list of Go durations.
-func ParseLadder(s string) (Ladder, error) {
-	var l Ladder
-	for _, part := range strings.Split(s, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(part))
-		if err != nil {
-			return nil, fmt.Errorf("parse ladder: %w", err)
-		}
-		if d <= 0 {
-			return nil, fmt.Errorf("parse ladder: delay %v is not positive", d)
-		}
-		l = append(l, d)
-	}
-	return l, nil
 }

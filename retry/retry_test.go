@@ -25,7 +25,8 @@ func TestNext(t *testing.T) {
 		{0, 2 * time.Minute, retry.Plan{Delay: 5 * time.Minute, Step: 1}},
 		{0, 5 * time.Minute, retry.Plan{Delay: 5 * time.Minute, Step: 1}},
 		{0, time.Hour, retry.Plan{Delay: 10 * time.Minute, Step: 1}},
-		{2, time.Second, retry.Plan{Delay: 10 * time.Minute, Step: 3}},
+		{2, time.Second, retry.Plan{Delay: time.Minute, Step: 3}},
+		{1, 6 * time.Minute, retry.Plan{Delay: 10 * time.Minute, Step: 2}},
 		{3, time.Second, retry.Plan{Final: true}},
 	}
 	for _, tt := range tests {

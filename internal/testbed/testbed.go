@@ -17,6 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
 )
@@ -170,19 +171,13 @@ func (b *Bed) Channel() *amqp.Channel {
 	return b.ch
 }
 
-// DeclareTopology declares the exchange and the work queue bound to it, as the worker would,
-// so that events published before a worker starts are kept.
+// DeclareTopology declares the exchange, the work queue bound to it and the dead queue
+// exactly as the worker does, so that events published before a worker starts are kept.
 func (b *Bed) DeclareTopology(queueType string) {
 	b.T.Helper()
-	ch := b.Channel()
-	if err := ch.ExchangeDeclare(b.Exchange, "topic", true, false, false, false, nil); err != nil {
-		b.T.Fatalf("declare exchange: %v", err)
-	}
-	if _, err := ch.QueueDeclare(b.Queue, true, false, false, false, amqp.Table{"x-queue-type": queueType}); err != nil {
-		b.T.Fatalf("declare queue: %v", err)
-	}
-	if err := ch.QueueBind(b.Queue, "*.*", b.Exchange, false, nil); err != nil {
-		b.T.Fatalf("bind queue: %v", err)
+	t := consumer.Topology{Exchange: b.Exchange, Queue: b.Queue, QueueType: queueType}
+	if err := t.Declare(b.Channel()); err != nil {
+		b.T.Fatalf("declare topology: %v", err)
 	}
 }
 

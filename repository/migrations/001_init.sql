@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS webhooks (
   enabled TINYINT(1) NOT NULL DEFAULT 1,
   consecutive_failures INT UNSIGNED NOT NULL DEFAULT 0,
   disabled_reason VARCHAR(255) NULL,
+  notify_pending TINYINT(1) NOT NULL DEFAULT 0,
   created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
   KEY webhooks_lookup (account_id, event)
