@@ -14,7 +14,7 @@ IMAGE ?= webhookd
 
 help:
 	@echo "make run         start RabbitMQ and MariaDB, migrate, run the worker"
-	@echo "make test        start the services, run every test with -race"
+	@echo "make test        start the services, run every test with -race, then the fault tests"
 	@echo "make test-short  run the tests that need no servers"
 	@echo "make bench       start the services, run ./bench"
 	@echo "make build       build bin/webhookd"
@@ -30,8 +30,11 @@ run: services
 	$(GO) run . migrate
 	WEBHOOKD_ALLOW_PRIVATE_NETWORKS=$${WEBHOOKD_ALLOW_PRIVATE_NETWORKS:-true} $(GO) run . run
 
+# The fault tests (./faults, build tag faults) stop and restart RabbitMQ and MariaDB, so they
+# run after the others, one at a time.
 test: services
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -tags faults -p 1 -count=1 -timeout 15m ./faults/
 
 test-short:
 	$(GO) test -short ./...

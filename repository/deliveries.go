@@ -65,19 +65,26 @@ func (s *Store) Record(ctx context.Context, o Outcome) error {
 func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
 	now := s.now().UTC()
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		// A batch is flushed again when the answer to its COMMIT was lost, committed or not:
+		// an outcome whose attempt row is there already was applied, and must not log its
+		// attempt or count its failure twice.
+		applied, err := appliedOutcomes(ctx, tx, batch)
+		if err != nil {
+			return err
+		}
 		var q strings.Builder
 		var args []any
 		q.WriteString("INSERT INTO attempts (delivery_id, attempt, started_at, duration_us, status_code, error, response_body) VALUES ")
 		rows := 0
 		for _, o := range batch {
-			if o.NoAttempt {
+			if o.NoAttempt || applied[o] {
 				continue
 			}
 			if rows > 0 {
 				q.WriteByte(',')
 			}
 			q.WriteString("(?,?,?,?,?,?,?)")
-			args = append(args, o.DeliveryID, o.Attempt, o.StartedAt.UTC(), o.Duration.Microseconds(),
+			args = append(args, o.DeliveryID, o.Attempt, startedAt(o), o.Duration.Microseconds(),
 				nullInt(o.StatusCode), nullString(o.Error), o.ResponseBody)
 			rows++
 		}
@@ -114,7 +121,7 @@ func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
 			return fmt.Errorf("upsert deliveries: %w", err)
 		}
 		for _, o := range batch {
-			if o.CountFailure {
+			if o.CountFailure && !applied[o] {
 				if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", o.WebhookID); err != nil {
 					return fmt.Errorf("count failure: %w", err)
 				}
@@ -131,6 +138,52 @@ func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
 		}
 		return nil
 	})
+}
+
+// startedAt is the attempt's start as stored: DATETIME(6) keeps microseconds, and a time cut
+// to them reads back equal, which appliedOutcomes relies on.
+func startedAt(o *Outcome) time.Time { return o.StartedAt.UTC().Truncate(time.Microsecond) }
+
+// appliedOutcomes returns the outcomes of batch whose attempt row is stored already: the same
+// delivery, attempt and start. Two real requests never share all three.
+func appliedOutcomes(ctx context.Context, tx *sqlx.Tx, batch []*Outcome) (map[*Outcome]bool, error) {
+	var ids []string
+	for _, o := range batch {
+		if !o.NoAttempt {
+			ids = append(ids, o.DeliveryID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	query, args, err := sqlx.In("SELECT delivery_id, attempt, started_at FROM attempts WHERE delivery_id IN (?)", ids)
+	if err != nil {
+		return nil, fmt.Errorf("select logged attempts: %w", err)
+	}
+	var rows []struct {
+		DeliveryID string    `db:"delivery_id"`
+		Attempt    int       `db:"attempt"`
+		StartedAt  time.Time `db:"started_at"`
+	}
+	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("select logged attempts: %w", err)
+	}
+	type key struct {
+		id      string
+		attempt int
+		micros  int64
+	}
+	logged := make(map[key]bool, len(rows))
+	for _, r := range rows {
+		logged[key{r.DeliveryID, r.Attempt, r.StartedAt.UnixMicro()}] = true
+	}
+	applied := map[*Outcome]bool{}
+	for _, o := range batch {
+		if !o.NoAttempt && logged[key{o.DeliveryID, o.Attempt, startedAt(o).UnixMicro()}] {
+			applied[o] = true
+		}
+	}
+	return applied, nil
 }
 
 // GetDelivery returns the delivery with id, or ErrNotFound.
