@@ -168,27 +168,33 @@ func (w *Worker) attempt(ctx context.Context, j job) (attemptResult, error) {
 // park publishes the retry message of a failed attempt to the TTL queue of its delay and
 // waits for the broker's confirm. It carries no x-death: the attempt travels in our headers.
 func (w *Worker) park(ctx context.Context, j job, plan retry.Plan) error {
+	if err := w.publishRetry(ctx, j.deliveryID, plan.Delay, j.attempt+1, plan.Step); err != nil {
+		return fmt.Errorf("park retry: %w", err)
+	}
+	metricRetries.WithLabelValues(plan.Delay.String()).Inc()
+	return nil
+}
+
+// publishRetry puts a retry message for a delivery in the TTL queue of delay: the attempt it
+// will make and the ladder step it is on travel in webhookd's headers. It returns once the
+// broker has confirmed the message, persistent and routed.
+func (w *Worker) publishRetry(ctx context.Context, deliveryID string, delay time.Duration, attempt, step int) error {
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	err := w.pub.Publish(pctx, Publishing{
-		Key:       retry.QueueName(w.cfg.Topology.Queue, plan.Delay),
+	return w.pub.Publish(pctx, Publishing{
+		Key:       retry.QueueName(w.cfg.Topology.Queue, delay),
 		Mandatory: true,
 		Msg: amqp.Publishing{
 			Headers: amqp.Table{
-				HeaderDelivery: j.deliveryID,
-				HeaderAttempt:  int32(j.attempt + 1),
-				HeaderStep:     int32(plan.Step),
+				HeaderDelivery: deliveryID,
+				HeaderAttempt:  int32(attempt),
+				HeaderStep:     int32(step),
 			},
 			Type:         TypeRetry,
 			DeliveryMode: amqp.Persistent,
 			Timestamp:    w.now(),
 		},
 	})
-	if err != nil {
-		return fmt.Errorf("park retry: %w", err)
-	}
-	metricRetries.WithLabelValues(plan.Delay.String()).Inc()
-	return nil
 }
 
 // postpone parks a delivery whose webhook is slow and has its share of attempts in flight
@@ -196,23 +202,7 @@ func (w *Worker) park(ctx context.Context, j job, plan retry.Plan) error {
 // retry of the attempt it has not made yet.
 func (w *Worker) postpone(ctx context.Context, j job) error {
 	delay := w.cfg.Topology.Ladder.Delays()[0]
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	err := w.pub.Publish(pctx, Publishing{
-		Key:       retry.QueueName(w.cfg.Topology.Queue, delay),
-		Mandatory: true,
-		Msg: amqp.Publishing{
-			Headers: amqp.Table{
-				HeaderDelivery: j.deliveryID,
-				HeaderAttempt:  int32(j.attempt),
-				HeaderStep:     int32(j.step),
-			},
-			Type:         TypeRetry,
-			DeliveryMode: amqp.Persistent,
-			Timestamp:    w.now(),
-		},
-	})
-	if err != nil {
+	if err := w.publishRetry(ctx, j.deliveryID, delay, j.attempt, j.step); err != nil {
 		return fmt.Errorf("postpone delivery: %w", err)
 	}
 	metricPostponed.Inc()
