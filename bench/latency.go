@@ -130,12 +130,12 @@ type timedStore struct {
 	s *stages
 }
 
-func (t timedStore) Claim(ctx context.Context, ev repository.Event, hooks []uint64) (bool, error) {
+func (t timedStore) Claim(ctx context.Context, ev repository.Event) (bool, error) {
 	start := time.Now()
 	if sent, ok := sentAtOf(ev.Data); ok {
 		t.s.add("publish → claim starts", start.Sub(sent))
 	}
-	ok, err := t.Store.Claim(ctx, ev, hooks)
+	ok, err := t.Store.Claim(ctx, ev)
 	t.s.add("claim (group commit)", time.Since(start))
 	return ok, err
 }

@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/webhookd/webhookd/formatter"
 	"github.com/webhookd/webhookd/repository"
@@ -33,7 +31,7 @@ func (w *Worker) deliver(ctx context.Context, j job) (err error) {
 			err = fmt.Errorf("delivery %s: panic: %v", j.deliveryID, p)
 		}
 	}()
-	release, ok, err := w.shares.acquire(ctx, j.webhook.ID, w.now)
+	release, ok, err := w.shares.acquire(ctx, j.webhook.ID)
 	if err != nil {
 		return err
 	}
@@ -67,7 +65,6 @@ func (w *Worker) deliver(ctx context.Context, j job) (err error) {
 	if err != nil {
 		out.Error = err.Error()
 	}
-	log := w.log.With("delivery_id", j.deliveryID, "webhook_id", j.webhook.ID, "event_id", j.event.ID, "attempt", j.attempt)
 
 	succeeded := err == nil && res.StatusCode >= 200 && res.StatusCode < 300
 	var plan retry.Plan
@@ -117,18 +114,26 @@ func (w *Worker) deliver(ctx context.Context, j job) (err error) {
 	switch out.Status {
 	case repository.StatusSucceeded:
 		metricDeliveries.WithLabelValues("succeeded").Inc()
-		log.Debug("delivered", "status", res.StatusCode, "duration", res.Duration)
+		if w.log.Enabled(ctx, slog.LevelDebug) {
+			w.jobLog(j).Debug("delivered", "status", res.StatusCode, "duration", res.Duration)
+		}
 	case repository.StatusPending:
 		metricDeliveries.WithLabelValues("retried").Inc()
-		log.Info("attempt failed, retry parked", "status", res.StatusCode, "err", out.Error, "delay", plan.Delay)
+		w.jobLog(j).Info("attempt failed, retry parked", "status", res.StatusCode, "err", out.Error, "delay", plan.Delay)
 	case repository.StatusFailed:
 		metricDeliveries.WithLabelValues("failed").Inc()
-		log.Warn("delivery failed", "status", res.StatusCode, "err", out.Error)
+		w.jobLog(j).Warn("delivery failed", "status", res.StatusCode, "err", out.Error)
 		if disable == "" {
 			return w.afterFailure(ctx, j.webhook)
 		}
 	}
 	return nil
+}
+
+// jobLog is the worker's logger with the job's delivery, webhook, event and attempt. It is
+// made only where a line is written: most deliveries succeed and log nothing.
+func (w *Worker) jobLog(j job) *slog.Logger {
+	return w.log.With("delivery_id", j.deliveryID, "webhook_id", j.webhook.ID, "event_id", j.event.ID, "attempt", j.attempt)
 }
 
 type attemptResult struct {
@@ -201,6 +206,15 @@ func (w *Worker) publishRetry(ctx context.Context, deliveryID string, delay time
 // (see hookShares) in the first retry queue, without using up an attempt: it comes back as a
 // retry of the attempt it has not made yet.
 func (w *Worker) postpone(ctx context.Context, j job) error {
+	// A first attempt's delivery has no row yet, and its retry must find one. Recording
+	// "pending, no attempt" changes nothing in a row that has attempts.
+	err := w.record(ctx, repository.Outcome{
+		DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
+		Status: repository.StatusPending, NoAttempt: true,
+	})
+	if err != nil {
+		return err
+	}
 	delay := w.cfg.Topology.Ladder.Delays()[0]
 	if err := w.publishRetry(ctx, j.deliveryID, delay, j.attempt, j.step); err != nil {
 		return fmt.Errorf("postpone delivery: %w", err)
@@ -226,95 +240,5 @@ func (w *Worker) record(ctx context.Context, out repository.Outcome) error {
 		if !sleepCtx(ctx, d) {
 			return db(fmt.Errorf("record outcome: %w", err))
 		}
-	}
-}
-
-// hookShareDivisor bounds one webhook's attempts in flight to Concurrency/hookShareDivisor (at
-// least one), so that a slow endpoint never takes every slot.
-const hookShareDivisor = 4
-
-// slowAttempt is how long the oldest attempt of a webhook whose share is taken must have run
-// for the webhook to count as slow.
-const slowAttempt = time.Second
-
-// hookShares bounds each webhook's attempts in flight. A delivery over its webhook's share
-// waits for a place while the share's attempts are quick. Once the oldest has run for
-// slowAttempt, waiting would hold the delivery's message, and with it the message's other
-// deliveries and a prefetch place, for as long as the endpoint takes: the delivery is
-// postponed instead.
-type hookShares struct {
-	max int64
-	mu  sync.Mutex
-	m   map[uint64]*hookShare
-}
-
-type hookShare struct {
-	sem    *semaphore.Weighted
-	users  int         // holders and waiters; the entry goes when none is left
-	starts []time.Time // when each attempt in flight started
-}
-
-func newHookShares(concurrency int) *hookShares {
-	return &hookShares{max: int64(max(1, concurrency/hookShareDivisor)), m: map[uint64]*hookShare{}}
-}
-
-// acquire takes a place in webhook id's share and returns its release. ok is false, and
-// nothing is taken, when the share is full and its oldest attempt has run for slowAttempt;
-// otherwise acquire waits for a place until ctx ends.
-func (s *hookShares) acquire(ctx context.Context, id uint64, now func() time.Time) (release func(), ok bool, err error) {
-	s.mu.Lock()
-	h := s.m[id]
-	if h == nil {
-		h = &hookShare{sem: semaphore.NewWeighted(s.max)}
-		s.m[id] = h
-	}
-	h.users++
-	s.mu.Unlock()
-	for !h.sem.TryAcquire(1) {
-		s.mu.Lock()
-		t := now()
-		var age time.Duration
-		for _, st := range h.starts {
-			age = max(age, t.Sub(st))
-		}
-		s.mu.Unlock()
-		if age >= slowAttempt {
-			s.leave(id, h)
-			return nil, false, nil
-		}
-		wctx, cancel := context.WithTimeout(ctx, slowAttempt-age)
-		err := h.sem.Acquire(wctx, 1)
-		cancel()
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			s.leave(id, h)
-			return nil, false, ctx.Err()
-		}
-		// The oldest attempt has now run for slowAttempt, or ended: look again.
-	}
-	s.mu.Lock()
-	start := now()
-	h.starts = append(h.starts, start)
-	s.mu.Unlock()
-	return func() { s.release(id, h, start) }, true, nil
-}
-
-func (s *hookShares) release(id uint64, h *hookShare, start time.Time) {
-	s.mu.Lock()
-	if i := slices.IndexFunc(h.starts, start.Equal); i >= 0 {
-		h.starts = slices.Delete(h.starts, i, i+1)
-	}
-	s.mu.Unlock()
-	h.sem.Release(1)
-	s.leave(id, h)
-}
-
-func (s *hookShares) leave(id uint64, h *hookShare) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h.users--; h.users == 0 {
-		delete(s.m, id)
 	}
 }

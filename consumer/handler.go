@@ -101,24 +101,7 @@ func (w *Worker) handleEvent(ctx context.Context, d amqp.Delivery) error {
 	if err != nil {
 		return err
 	}
-	hooks, err := w.webhooks.Webhooks(ctx, ev.AccountID, ev.Name)
-	if err != nil {
-		return db(fmt.Errorf("look up webhooks: %w", err))
-	}
-	var project *uint64
-	if ev.ProjectID.Valid {
-		p := uint64(ev.ProjectID.Int64)
-		project = &p
-	}
-	var jobs []job
-	var ids []uint64
-	for _, h := range hooks {
-		if h.Matches(project) {
-			ids = append(ids, h.ID)
-			jobs = append(jobs, job{deliveryID: repository.DeliveryID(ev.ID, h.ID), event: ev, webhook: h, attempt: 1})
-		}
-	}
-	isNew, err := w.store.Claim(ctx, ev, ids)
+	isNew, err := w.store.Claim(ctx, ev)
 	if err != nil {
 		return db(fmt.Errorf("claim event: %w", err))
 	}
@@ -128,46 +111,60 @@ func (w *Worker) handleEvent(ctx context.Context, d amqp.Delivery) error {
 			return nil
 		}
 		// The broker gave this message back after a lost channel or a crash: finish the
-		// deliveries that were never attempted. Those attempted already have an outcome,
-		// and a failed one a retry message parked before its outcome was recorded.
-		if jobs, err = w.unattempted(ctx, ev.ID); err != nil {
-			return err
-		}
+		// deliveries that were never attempted, of the event as first stored. Those attempted
+		// already have an outcome, and a failed one a retry message parked before its
+		// outcome was recorded.
+		return w.finishEvent(ctx, ev.ID)
+	}
+	jobs, err := w.jobs(ctx, ev, nil)
+	if err != nil {
+		return err
 	}
 	return w.runAll(ctx, jobs)
 }
 
-// unattempted rebuilds the jobs of an event's deliveries that have no attempt yet.
-func (w *Worker) unattempted(ctx context.Context, eventID string) ([]job, error) {
-	ev, err := w.store.GetEvent(ctx, eventID)
+// jobs makes the first attempts of ev's deliveries to the webhooks subscribed to it, leaving
+// out those in done.
+func (w *Worker) jobs(ctx context.Context, ev repository.Event, done map[uint64]bool) ([]job, error) {
+	hooks, err := w.webhooks.Webhooks(ctx, ev.AccountID, ev.Name)
 	if err != nil {
-		return nil, db(err)
+		return nil, db(fmt.Errorf("look up webhooks: %w", err))
 	}
-	ds, err := w.store.EventDeliveries(ctx, eventID)
-	if err != nil {
-		return nil, db(err)
+	var project *uint64
+	if ev.ProjectID.Valid {
+		p := uint64(ev.ProjectID.Int64)
+		project = &p
 	}
 	var jobs []job
-	for _, del := range ds {
-		if del.Status != repository.StatusPending || del.Attempts > 0 {
-			continue
-		}
-		h, err := w.store.Webhook(ctx, del.WebhookID)
-		switch {
-		case errors.Is(err, repository.ErrNotFound):
-			err = w.settleWithout(ctx, del, "webhook deleted")
-		case err != nil:
-			return nil, db(err)
-		case !h.Enabled:
-			err = w.settleWithout(ctx, del, "webhook disabled")
-		default:
-			jobs = append(jobs, job{deliveryID: del.ID, event: ev, webhook: h, attempt: 1})
-		}
-		if err != nil {
-			return nil, err
+	for _, h := range hooks {
+		if h.Matches(project) && !done[h.ID] {
+			jobs = append(jobs, job{deliveryID: repository.DeliveryID(ev.ID, h.ID), event: ev, webhook: h, attempt: 1})
 		}
 	}
 	return jobs, nil
+}
+
+// finishEvent makes the first attempts of a stored event's deliveries that have none yet.
+func (w *Worker) finishEvent(ctx context.Context, eventID string) error {
+	ev, err := w.store.GetEvent(ctx, eventID)
+	if err != nil {
+		return db(err)
+	}
+	ds, err := w.store.EventDeliveries(ctx, eventID)
+	if err != nil {
+		return db(err)
+	}
+	done := map[uint64]bool{}
+	for _, del := range ds {
+		if del.Status != repository.StatusPending || del.Attempts > 0 {
+			done[del.WebhookID] = true
+		}
+	}
+	jobs, err := w.jobs(ctx, ev, done)
+	if err != nil {
+		return err
+	}
+	return w.runAll(ctx, jobs)
 }
 
 // runAll attempts every job at once (each takes a slot of the pool) and returns the first

@@ -49,7 +49,7 @@ type Config struct {
 
 // Store is the storage the worker uses.
 type Store interface {
-	Claim(ctx context.Context, ev repository.Event, webhooks []uint64) (bool, error)
+	Claim(ctx context.Context, ev repository.Event) (bool, error)
 	Record(ctx context.Context, o repository.Outcome) error
 	GetEvent(ctx context.Context, id string) (repository.Event, error)
 	GetDelivery(ctx context.Context, id string) (repository.Delivery, error)
@@ -102,7 +102,7 @@ func New(cfg Config, store Store, webhooks repository.WebhookSource, send Sender
 		log:      log,
 		now:      now,
 		slots:    semaphore.NewWeighted(int64(cfg.Concurrency)),
-		shares:   newHookShares(cfg.Concurrency),
+		shares:   newHookShares(cfg.Concurrency, now),
 	}
 	w.pub = NewPublisher(cfg.AMQPURL, cfg.Name+" publisher", log)
 	w.pub.OnConnect = cfg.Topology.Declare
@@ -206,6 +206,9 @@ func (w *Worker) session(ctx, work context.Context, cancelWork context.CancelFun
 	settles := make(chan settle, w.cfg.Prefetch)
 	done := make(chan struct{})
 	defer close(done)
+	// Handlers are kept for the session rather than started per message: a goroutine that
+	// has made a POST has grown its stack, and the next message need not grow one again.
+	pool := make(chan amqp.Delivery)
 	inFlight := 0
 	w.consuming.Store(true)
 	defer w.consuming.Store(false)
@@ -229,16 +232,29 @@ func (w *Worker) session(ctx, work context.Context, cancelWork context.CancelFun
 				return true, errors.New("deliveries channel closed")
 			}
 			inFlight++
-			w.handlers.Add(1)
-			go func() {
-				defer w.handlers.Done()
-				v := w.handle(work, d)
-				select {
-				case settles <- settle{d.DeliveryTag, v}:
-				case <-done:
-					// The channel is gone; the broker has requeued the message.
-				}
-			}()
+			select {
+			case pool <- d:
+			default:
+				// Every handler is busy: one more joins the pool, and stays for the session.
+				w.handlers.Add(1)
+				go func() {
+					defer w.handlers.Done()
+					for {
+						v := w.handle(work, d)
+						select {
+						case settles <- settle{d.DeliveryTag, v}:
+						case <-done:
+							// The channel is gone; the broker has requeued the message.
+							return
+						}
+						select {
+						case d = <-pool:
+						case <-done:
+							return
+						}
+					}
+				}()
+			}
 		case s := <-settles:
 			inFlight--
 			var err error

@@ -80,8 +80,12 @@ func TestRetryQueueDeleted(t *testing.T) {
 		}
 		return true
 	})
-	if n := bed.Count("SELECT COUNT(*) FROM deliveries WHERE status='pending' AND attempts=0"); n != len(failing)*len(l.Hooks) {
-		t.Errorf("deliveries pending without a recorded attempt: %d, want %d (the outcome waits for the retry to be parked)", n, len(failing)*len(l.Hooks))
+	recorded := 0
+	for _, ev := range failing {
+		recorded += bed.Count("SELECT COUNT(*) FROM deliveries WHERE event_id=? AND (attempts > 0 OR status <> 'pending')", ev)
+	}
+	if recorded != 0 {
+		t.Errorf("failing deliveries with a recorded outcome: %d, want none (the outcome waits for the retry to be parked)", recorded)
 	}
 	// The broker's counts lag by seconds; the state lasts as long as the queue is missing.
 	var q rabbitQueue

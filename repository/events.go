@@ -42,108 +42,80 @@ func DeliveryID(eventID string, webhookID uint64) string {
 }
 
 type claim struct {
-	event    Event
-	webhooks []uint64
+	event Event
 	// tag marks the event row this claim inserts. It is chosen once per claim, so that a
 	// claim flushed again after a commit whose answer was lost still knows its own row.
 	tag   uint64
 	isNew bool
 }
 
-// Claim records ev and one pending delivery per webhook in webhooks, and reports whether the
-// event id was new. For an id already recorded nothing is written: the unique key, not a
-// prior check, decides which of two concurrent copies owns the event.
-func (s *Store) Claim(ctx context.Context, ev Event, webhooks []uint64) (bool, error) {
+// Claim records ev and reports whether its id was new. For an id already recorded nothing
+// is written: the unique key, not a prior check, decides which of two concurrent copies owns
+// the event. The event's deliveries get their rows with their first outcome (Record).
+func (s *Store) Claim(ctx context.Context, ev Event) (bool, error) {
 	var token [8]byte
 	rand.Read(token[:])
-	c := &claim{event: ev, webhooks: webhooks, tag: binary.BigEndian.Uint64(token[:]) >> 1}
+	c := &claim{event: ev, tag: binary.BigEndian.Uint64(token[:]) >> 1}
 	if err := s.claims.do(ctx, c); err != nil {
 		return false, err
 	}
 	return c.isNew, nil
 }
 
+// flushClaims inserts a batch of events in one statement. A single statement commits on its
+// own, so the usual batch costs one round trip and one log flush.
 func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
 	now := s.now().UTC()
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var q strings.Builder
-		args := make([]any, 0, len(batch)*9)
-		ids := make([]any, 0, len(batch))
-		q.WriteString("INSERT IGNORE INTO events (id, event, account_id, project_id, object_id, occurred_at, data, received_at, claim) VALUES ")
-		for i, c := range batch {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString("(?,?,?,?,?,?,?,?,?)")
-			e := c.event
-			if e.ReceivedAt.IsZero() {
-				e.ReceivedAt = now
-			}
-			args = append(args, e.ID, e.Name, e.AccountID, e.ProjectID, e.ObjectID, e.OccurredAt, e.Data, e.ReceivedAt, c.tag)
-			ids = append(ids, e.ID)
+	var q strings.Builder
+	args := make([]any, 0, len(batch)*9)
+	q.WriteString("INSERT IGNORE INTO events (id, event, account_id, project_id, object_id, occurred_at, data, received_at, claim) VALUES ")
+	for i, c := range batch {
+		if i > 0 {
+			q.WriteByte(',')
 		}
-		res, err := tx.ExecContext(ctx, q.String(), args...)
-		if err != nil {
-			return fmt.Errorf("insert events: %w", err)
+		q.WriteString("(?,?,?,?,?,?,?,?,?)")
+		e := c.event
+		if e.ReceivedAt.IsZero() {
+			e.ReceivedAt = now
 		}
-		fresh := make(map[string]bool, len(batch))
-		if n, err := res.RowsAffected(); err == nil && n == int64(len(batch)) {
-			// INSERT IGNORE counts only the rows it inserted: every id is new (and none twice
-			// in the batch), so the usual case needs no SELECT, one round trip fewer.
-			for _, c := range batch {
-				fresh[c.event.ID] = true
-			}
-		} else {
-			query, inArgs, err := sqlx.In("SELECT id, claim FROM events WHERE id IN (?)", ids)
-			if err != nil {
-				return fmt.Errorf("select claimed events: %w", err)
-			}
-			var rows []struct {
-				ID    string `db:"id"`
-				Claim uint64 `db:"claim"`
-			}
-			if err := tx.SelectContext(ctx, &rows, query, inArgs...); err != nil {
-				return fmt.Errorf("select claimed events: %w", err)
-			}
-			owner := make(map[string]uint64, len(rows))
-			for _, r := range rows {
-				owner[r.ID] = r.Claim
-			}
-			for _, c := range batch {
-				if owner[c.event.ID] == c.tag {
-					fresh[c.event.ID] = true
-				}
-			}
-		}
-		q.Reset()
-		args = args[:0]
-		q.WriteString("INSERT IGNORE INTO deliveries (id, event_id, webhook_id, status, attempts, created_at, updated_at) VALUES ")
-		rows := 0
+		args = append(args, e.ID, e.Name, e.AccountID, e.ProjectID, e.ObjectID, e.OccurredAt, e.Data, e.ReceivedAt, c.tag)
+	}
+	res, err := s.db.ExecContext(ctx, q.String(), args...)
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == int64(len(batch)) {
+		// INSERT IGNORE counts only the rows it inserted: every id is new (and none twice in
+		// the batch), so the usual case needs no SELECT.
 		for _, c := range batch {
-			// Two copies of one id in the same batch: the row's tag names the owner, and
-			// in the all-new case above ids are distinct.
-			c.isNew = fresh[c.event.ID]
-			delete(fresh, c.event.ID)
-			if !c.isNew {
-				continue
-			}
-			for _, w := range c.webhooks {
-				if rows > 0 {
-					q.WriteByte(',')
-				}
-				q.WriteString("(?,?,?,'pending',0,?,?)")
-				args = append(args, DeliveryID(c.event.ID, w), c.event.ID, w, now, now)
-				rows++
-			}
-		}
-		if rows == 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("insert deliveries: %w", err)
+			c.isNew = true
 		}
 		return nil
-	})
+	}
+	ids := make([]any, 0, len(batch))
+	for _, c := range batch {
+		ids = append(ids, c.event.ID)
+	}
+	query, inArgs, err := sqlx.In("SELECT id, claim FROM events WHERE id IN (?)", ids)
+	if err != nil {
+		return fmt.Errorf("select claimed events: %w", err)
+	}
+	var rows []struct {
+		ID    string `db:"id"`
+		Claim uint64 `db:"claim"`
+	}
+	if err := s.db.SelectContext(ctx, &rows, query, inArgs...); err != nil {
+		return fmt.Errorf("select claimed events: %w", err)
+	}
+	owner := make(map[string]uint64, len(rows))
+	for _, r := range rows {
+		owner[r.ID] = r.Claim
+	}
+	for _, c := range batch {
+		// Two copies of one id in the same batch: the row's tag names the owner.
+		c.isNew = owner[c.event.ID] == c.tag
+	}
+	return nil
 }
 
 // GetEvent returns the stored event with id, or ErrNotFound.

@@ -77,8 +77,9 @@ func (o Options) withDefaults() Options {
 type Request struct {
 	// URL is the webhook's URL; only absolute http and https URLs are sent.
 	URL string
-	// Header is sent as given, except User-Agent (see Options.UserAgent). It carries the
-	// signatures, so Send never puts it, or any part of it, in an error.
+	// Header is sent as given, except User-Agent (see Options.UserAgent); Send does not
+	// change it. It carries the signatures, so Send never puts it, or any part of it, in an
+	// error.
 	Header http.Header
 	// Body is sent as is; its bytes are the ones that were signed.
 	Body []byte
@@ -168,11 +169,16 @@ func (s *Sender) Send(ctx context.Context, req Request) (Response, error) {
 		// parseURL accepted the URL, so this cannot happen; the message still leaves the URL out.
 		return Response{}, fmt.Errorf("%w: cannot build request", ErrInvalidURL)
 	}
-	httpReq.Header = req.Header.Clone()
-	if httpReq.Header == nil {
-		httpReq.Header = make(http.Header)
+	switch {
+	case req.Header.Get("User-Agent") == s.userAgent:
+		// Sent as is, which saves a copy per attempt: net/http does not change it.
+		httpReq.Header = req.Header
+	case req.Header != nil:
+		httpReq.Header = req.Header.Clone()
+		httpReq.Header.Set("User-Agent", s.userAgent)
+	default:
+		httpReq.Header.Set("User-Agent", s.userAgent)
 	}
-	httpReq.Header.Set("User-Agent", s.userAgent)
 
 	start := time.Now()
 	resp, err := s.client.Do(httpReq)
