@@ -202,29 +202,6 @@ func (w *Worker) publishRetry(ctx context.Context, deliveryID string, delay time
 	})
 }
 
-// postpone parks a delivery whose webhook is slow and has its share of attempts in flight
-// (see hookShares) in the first retry queue, without using up an attempt: it comes back as a
-// retry of the attempt it has not made yet.
-func (w *Worker) postpone(ctx context.Context, j job) error {
-	// A first attempt's delivery has no row yet, and its retry must find one. Recording
-	// "pending, no attempt" changes nothing in a row that has attempts.
-	err := w.record(ctx, repository.Outcome{
-		DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
-		Status: repository.StatusPending, NoAttempt: true,
-	})
-	if err != nil {
-		return err
-	}
-	delay := w.cfg.Topology.Ladder.Delays()[0]
-	if err := w.publishRetry(ctx, j.deliveryID, delay, j.attempt, j.step); err != nil {
-		return fmt.Errorf("postpone delivery: %w", err)
-	}
-	metricPostponed.Inc()
-	w.log.Debug("delivery postponed: webhook slow and at its share of attempts", "delivery_id", j.deliveryID,
-		"webhook_id", j.webhook.ID, "attempt", j.attempt, "delay", delay)
-	return nil
-}
-
 // record makes an outcome durable, retrying while the database is briefly away: the POST has
 // been made, and giving up would make the receiver get it again.
 func (w *Worker) record(ctx context.Context, out repository.Outcome) error {

@@ -309,6 +309,10 @@ func TestPoisonMessagesGoToDeadQueue(t *testing.T) {
 		{name: "unknown retry", key: "", msgType: consumer.TypeRetry, reason: "unknown delivery id",
 			headers: amqp.Table{consumer.HeaderDelivery: "nope", consumer.HeaderAttempt: int32(2), consumer.HeaderStep: int32(1)}},
 		{name: "retry without headers", key: "", msgType: consumer.TypeRetry, reason: "headers"},
+		{name: "postponed not a list", key: "", body: `{"delivery":"x"}`, msgType: consumer.TypePostponed, reason: "want a JSON array"},
+		{name: "postponed empty", key: "", body: `[]`, msgType: consumer.TypePostponed, reason: "want a JSON array"},
+		{name: "postponed without event", key: "", body: `[{"delivery":"x","webhook":1,"attempt":1,"step":0}]`,
+			msgType: consumer.TypePostponed, reason: "not a valid delivery"},
 	}
 	for _, c := range cases {
 		headers := amqp.Table{"x-case": c.name}

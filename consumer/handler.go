@@ -49,6 +49,8 @@ func (w *Worker) handle(ctx context.Context, d amqp.Delivery) (v verdict) {
 		err = w.handleRetry(ctx, d)
 	case TypeRedeliver:
 		err = w.handleRedeliver(ctx, d)
+	case TypePostponed:
+		err = w.handlePostponed(ctx, d)
 	default:
 		err = w.handleEvent(ctx, d)
 	}
@@ -94,6 +96,8 @@ type job struct {
 	webhook    repository.Webhook
 	attempt    int
 	step       int
+	// redelivery marks an attempt asked for whatever the delivery's status.
+	redelivery bool
 }
 
 func (w *Worker) handleEvent(ctx context.Context, d amqp.Delivery) error {
@@ -190,8 +194,8 @@ func (w *Worker) handleRetry(ctx context.Context, d amqp.Delivery) error {
 	id, _ := d.Headers[HeaderDelivery].(string)
 	attempt, okA := headerInt(d.Headers[HeaderAttempt])
 	step, okS := headerInt(d.Headers[HeaderStep])
-	// A postponed delivery (see postpone) comes back with the attempt it has not made yet,
-	// 1 for a first attempt; a failed attempt's retry carries 2 or more.
+	// A failed attempt's retry carries 2 or more; 1 is a first attempt postponed (see
+	// postpone) by a worker from before postponements shared messages.
 	if id == "" || !okA || !okS || attempt < 1 || step < 0 {
 		return poisonf("retry message without valid %s, %s and %s headers", HeaderDelivery, HeaderAttempt, HeaderStep)
 	}
@@ -246,7 +250,7 @@ func (w *Worker) handleRedeliver(ctx context.Context, d amqp.Delivery) error {
 		return db(err)
 	}
 	// A redelivery continues the attempt count and starts the ladder again.
-	return w.deliver(ctx, job{deliveryID: del.ID, event: ev, webhook: h, attempt: del.Attempts + 1})
+	return w.deliver(ctx, job{deliveryID: del.ID, event: ev, webhook: h, attempt: del.Attempts + 1, redelivery: true})
 }
 
 // loadJob loads a pending delivery for a retry. ok is false when there is nothing to do: the
@@ -262,6 +266,13 @@ func (w *Worker) loadJob(ctx context.Context, id string) (job, bool, error) {
 	if del.Status != repository.StatusPending {
 		return job{}, false, nil
 	}
+	return w.jobOf(ctx, del)
+}
+
+// jobOf loads the webhook and the event of a delivery to attempt it again. ok is false when
+// the webhook is gone or disabled, or the event no longer stored: a pending delivery is then
+// failed, a settled one keeps its outcome.
+func (w *Worker) jobOf(ctx context.Context, del repository.Delivery) (job, bool, error) {
 	h, err := w.store.Webhook(ctx, del.WebhookID)
 	reason := ""
 	switch {
@@ -272,17 +283,25 @@ func (w *Worker) loadJob(ctx context.Context, id string) (job, bool, error) {
 	case !h.Enabled:
 		reason = "webhook disabled"
 	}
-	if reason != "" {
+	var ev repository.Event
+	if reason == "" {
+		ev, err = w.store.GetEvent(ctx, del.EventID)
+		switch {
+		case errors.Is(err, repository.ErrNotFound):
+			reason = "event no longer stored"
+		case err != nil:
+			return job{}, false, db(err)
+		}
+	}
+	switch {
+	case reason == "":
+		return job{deliveryID: del.ID, event: ev, webhook: h, attempt: del.Attempts + 1}, true, nil
+	case del.Status == repository.StatusPending:
 		return job{}, false, w.settleWithout(ctx, del, reason)
+	default:
+		w.log.Info("delivery not attempted again", "delivery_id", del.ID, "webhook_id", del.WebhookID, "reason", reason)
+		return job{}, false, nil
 	}
-	ev, err := w.store.GetEvent(ctx, del.EventID)
-	if errors.Is(err, repository.ErrNotFound) {
-		return job{}, false, w.settleWithout(ctx, del, "event no longer stored")
-	}
-	if err != nil {
-		return job{}, false, db(err)
-	}
-	return job{deliveryID: del.ID, event: ev, webhook: h, attempt: del.Attempts + 1}, true, nil
 }
 
 // settleWithout fails a delivery that will not be attempted again.

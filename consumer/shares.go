@@ -13,8 +13,13 @@ import (
 // least one), so that a slow endpoint never takes every slot.
 const hookShareDivisor = 4
 
-// slowAttempt is how long an attempt must run for its webhook to count as slow.
-const slowAttempt = time.Second
+// slowAttempt is how long an attempt must run for its webhook to count as slow. It is also
+// how long deliveries may be held up, with their messages, while a webhook that has just
+// filled its share turns out to be slow. A webhook whose share is full of attempts this old
+// gets under Concurrency/hookShareDivisor/slowAttempt deliveries a second (64 with the
+// default concurrency): more of its deliveries would only hold messages that other webhooks'
+// deliveries wait behind.
+const slowAttempt = 250 * time.Millisecond
 
 // slowMemory is how long a webhook counts as slow after its last slow attempt, unless an
 // attempt ends quickly first.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/webhookd/webhookd/internal/batch"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/sender"
 )
@@ -79,6 +80,7 @@ type Worker struct {
 
 	slots     *semaphore.Weighted
 	shares    *hookShares
+	postponed *batch.Batcher[postponedDelivery]
 	consuming atomic.Bool
 	dbDown    atomic.Bool
 	// handlers owns every handler goroutine, including those of a session that broke.
@@ -128,6 +130,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	// their retries.
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
+
+	w.postponed = batch.New(1, 256, w.publishPostponed, nil, nil)
+	defer w.postponed.Close()
 
 	var g errgroup.Group
 	g.Go(func() error { return w.pub.Run(pubCtx) })

@@ -59,7 +59,7 @@ type Outcome struct {
 // other callers' outcomes. An outcome for an older attempt than the delivery has seen never
 // overwrites a newer one.
 func (s *Store) Record(ctx context.Context, o Outcome) error {
-	return s.records.do(ctx, &o)
+	return s.records.Do(ctx, &o)
 }
 
 func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {

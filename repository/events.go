@@ -56,7 +56,7 @@ func (s *Store) Claim(ctx context.Context, ev Event) (bool, error) {
 	var token [8]byte
 	rand.Read(token[:])
 	c := &claim{event: ev, tag: binary.BigEndian.Uint64(token[:]) >> 1}
-	if err := s.claims.do(ctx, c); err != nil {
+	if err := s.claims.Do(ctx, c); err != nil {
 		return false, err
 	}
 	return c.isNew, nil

@@ -13,14 +13,14 @@ import (
 
 	_ "github.com/go-sql-driver/mysql" // the database/sql driver
 	"github.com/jmoiron/sqlx"
+
+	"github.com/webhookd/webhookd/internal/batch"
 )
 
 var timeUTC = time.UTC
 
 // ErrNotFound is returned when a row asked for by id does not exist.
 var ErrNotFound = errors.New("not found")
-
-var errClosed = errors.New("repository closed")
 
 // Options tunes a Store.
 type Options struct {
@@ -60,8 +60,8 @@ func (o Options) withDefaults() Options {
 type Store struct {
 	db      *sqlx.DB
 	now     func() time.Time
-	claims  *batcher[claim]
-	records *batcher[Outcome]
+	claims  *batch.Batcher[claim]
+	records *batch.Batcher[Outcome]
 }
 
 // Open connects to the database of dsn. It does not migrate.
@@ -89,9 +89,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 		return func(n int) { opts.ObserveBatch(kind, n) }
 	}
-	s.claims = newBatcher(opts.Flushers, opts.MaxBatch, s.flushClaims,
+	s.claims = batch.New(opts.Flushers, opts.MaxBatch, s.flushClaims,
 		func(c *claim) int { return len(c.event.Data) + len(c.event.ID) + 256 }, observe("claim"))
-	s.records = newBatcher(opts.Flushers, opts.MaxBatch, s.flushOutcomes,
+	s.records = batch.New(opts.Flushers, opts.MaxBatch, s.flushOutcomes,
 		func(o *Outcome) int { return len(o.ResponseBody) + len(o.Error) + 256 }, observe("record"))
 	return s, nil
 }
@@ -106,8 +106,8 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close stops the group committers and closes the pool. Calls in progress fail.
 func (s *Store) Close() error {
-	s.claims.close()
-	s.records.close()
+	s.claims.Close()
+	s.records.Close()
 	return s.db.Close()
 }
 

@@ -1,19 +1,25 @@
-package repository
+// Package batch group-commits work from many goroutines: items that arrive while a flush runs
+// wait and go together in the next one, so that one commit (one fsync, one publisher confirm)
+// serves a whole batch.
+package batch
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
 
-// batcher group-commits work from many goroutines: items that arrive while a flush runs wait
-// and go together in the next one, so one commit (one fsync) serves a whole batch. Several
-// flushers run at once, each on its own connection.
-type batcher[T any] struct {
+// ErrClosed is returned to callers waiting when the batcher is closed.
+var ErrClosed = errors.New("batcher closed")
+
+// Batcher hands items from many goroutines to a flush function in batches. Several flushers
+// may run at once, each with a batch of its own.
+type Batcher[T any] struct {
 	in    chan batchItem[T]
 	flush func(ctx context.Context, batch []*T) error
 	max   int
-	// weight, if set, is an item's size in bytes: a batch stops growing at maxWeight, so that
+	// weight, if set, is an item's size in bytes: a batch stops growing at MaxWeight, so that
 	// a few large events cannot make a statement bigger than the server's max_allowed_packet.
 	weight  func(*T) int
 	observe func(size int)
@@ -26,8 +32,11 @@ type batchItem[T any] struct {
 	done chan error
 }
 
-func newBatcher[T any](flushers, max int, flush func(context.Context, []*T) error, weight func(*T) int, observe func(int)) *batcher[T] {
-	b := &batcher[T]{
+// New starts flushers goroutines that each take up to max waiting items (and at most
+// MaxWeight bytes of them by weight, if weight is set) and call flush with them. observe, if
+// set, is told the size of every batch. Close stops them.
+func New[T any](flushers, max int, flush func(context.Context, []*T) error, weight func(*T) int, observe func(int)) *Batcher[T] {
+	b := &Batcher[T]{
 		in:      make(chan batchItem[T]),
 		flush:   flush,
 		max:     max,
@@ -42,16 +51,16 @@ func newBatcher[T any](flushers, max int, flush func(context.Context, []*T) erro
 	return b
 }
 
-// do hands v to the next batch and waits until it is committed. When the caller gives up
-// (ctx done), the item may still be committed: callers treat that as "unknown" and redo.
-func (b *batcher[T]) do(ctx context.Context, v *T) error {
+// Do hands v to the next batch and waits until it is flushed. When the caller gives up (ctx
+// done), the item may still be flushed: callers treat that as "unknown" and redo.
+func (b *Batcher[T]) Do(ctx context.Context, v *T) error {
 	it := batchItem[T]{v: v, done: make(chan error, 1)}
 	select {
 	case b.in <- it:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-b.stop:
-		return errClosed
+		return ErrClosed
 	}
 	select {
 	case err := <-it.done:
@@ -59,11 +68,11 @@ func (b *batcher[T]) do(ctx context.Context, v *T) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-b.stop:
-		return errClosed
+		return ErrClosed
 	}
 }
 
-func (b *batcher[T]) run() {
+func (b *Batcher[T]) run() {
 	defer b.wg.Done()
 	items := make([]batchItem[T], 0, b.max)
 	vals := make([]*T, 0, b.max)
@@ -86,7 +95,7 @@ func (b *batcher[T]) run() {
 		for len(items) < b.max {
 			select {
 			case it := <-b.in:
-				if w := b.weigh(it); weight+w > maxBatchWeight {
+				if w := b.weigh(it); weight+w > MaxWeight {
 					next = &it
 					break fill
 				} else {
@@ -119,28 +128,30 @@ func (b *batcher[T]) run() {
 	}
 }
 
-// maxBatchWeight keeps a batch's statements well under MySQL's default 16 MiB
-// max_allowed_packet (64 MiB on MySQL 8).
-const maxBatchWeight = 8 << 20
+// MaxWeight bounds a batch's weight. It keeps a batch's statements well under MySQL's
+// default 16 MiB max_allowed_packet (64 MiB on MySQL 8).
+const MaxWeight = 8 << 20
 
-// flushTimeout bounds one group commit, so that a database that stops answering without
-// closing its connections fails the batch instead of holding every caller forever.
+// flushTimeout bounds one flush, so that a server that stops answering without closing its
+// connections fails the batch instead of holding every caller forever.
 const flushTimeout = 30 * time.Second
 
-func (b *batcher[T]) flushWithin(vals []*T) error {
+func (b *Batcher[T]) flushWithin(vals []*T) error {
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	return b.flush(ctx, vals)
 }
 
-func (b *batcher[T]) weigh(it batchItem[T]) int {
+func (b *Batcher[T]) weigh(it batchItem[T]) int {
 	if b.weight == nil {
 		return 0
 	}
 	return b.weight(it.v)
 }
 
-func (b *batcher[T]) close() {
+// Close stops the flushers after the batches in progress; callers still waiting get
+// ErrClosed.
+func (b *Batcher[T]) Close() {
 	close(b.stop)
 	b.wg.Wait()
 }

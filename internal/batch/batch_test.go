@@ -1,0 +1,97 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
+	t.Parallel()
+	bad := errors.New("bad item")
+	var mu sync.Mutex
+	var sizes []int
+	flushed := map[int]int{}
+	release := make(chan struct{})
+	first := true
+	b := New(1, 8, func(_ context.Context, items []*int) error {
+		mu.Lock()
+		wait := first
+		first = false
+		sizes = append(sizes, len(items))
+		mu.Unlock()
+		if wait {
+			<-release // hold the first flush so that the others queue up behind it
+		}
+		for _, v := range items {
+			if *v == 13 {
+				return bad
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, v := range items {
+			flushed[*v]++
+		}
+		return nil
+	}, nil, nil)
+	defer b.Close()
+
+	const n = 20
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	started := make(chan struct{}, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := i
+			started <- struct{}{}
+			errs[i] = b.Do(context.Background(), &v)
+		}()
+	}
+	for range n {
+		<-started
+	}
+	close(release)
+	wg.Wait()
+
+	for i, err := range errs {
+		switch {
+		case i == 13 && !errors.Is(err, bad):
+			t.Errorf("item 13: err %v, want the flush's error", err)
+		case i != 13 && err != nil:
+			t.Errorf("item %d: err %v, want nil: a bad neighbour must not fail it", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range n {
+		want := 1
+		if i == 13 {
+			want = 0
+		}
+		if flushed[i] != want {
+			t.Errorf("item %d flushed %d times, want %d", i, flushed[i], want)
+		}
+	}
+	for _, size := range sizes {
+		if size > 8 {
+			t.Errorf("a batch of %d items, want at most 8", size)
+		}
+	}
+	if len(sizes) >= n {
+		t.Errorf("%d flushes for %d items: nothing was grouped", len(sizes), n)
+	}
+}
+
+func TestBatcherClosed(t *testing.T) {
+	t.Parallel()
+	b := New(1, 8, func(context.Context, []*int) error { return nil }, nil, nil)
+	b.Close()
+	v := 1
+	if err := b.Do(context.Background(), &v); !errors.Is(err, ErrClosed) {
+		t.Errorf("Do after Close: %v, want ErrClosed", err)
+	}
+}
