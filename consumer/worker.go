@@ -131,7 +131,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
 
-	w.postponed = batch.New(1, 256, w.publishPostponed, nil, nil)
+	w.postponed = batch.New(w.publishPostponed, batch.Options[postponedDelivery]{})
 	defer w.postponed.Close()
 
 	var g errgroup.Group

@@ -18,13 +18,26 @@ var ErrClosed = errors.New("batcher closed")
 type Batcher[T any] struct {
 	in    chan batchItem[T]
 	flush func(ctx context.Context, batch []*T) error
-	max   int
-	// weight, if set, is an item's size in bytes: a batch stops growing at MaxWeight, so that
+	opts  Options[T]
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// Options tunes a Batcher.
+type Options[T any] struct {
+	// Flushers is the number of batches flushed at once. Defaults to 1.
+	Flushers int
+	// Max bounds a batch's items. Defaults to 256.
+	Max int
+	// Weight, if set, is an item's size in bytes: a batch stops growing at MaxWeight, so that
 	// a few large events cannot make a statement bigger than the server's max_allowed_packet.
-	weight  func(*T) int
-	observe func(size int)
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	Weight func(*T) int
+	// Observe, if set, is told the size of every batch.
+	Observe func(size int)
+	// Linger is how long a batch waits for more items while traffic is light: the previous
+	// batch had fewer than lingerBelow items. Under load batches fill while a flush runs and
+	// nothing waits. Defaults to 0, flushing whatever is there at once.
+	Linger time.Duration
 }
 
 type batchItem[T any] struct {
@@ -32,19 +45,22 @@ type batchItem[T any] struct {
 	done chan error
 }
 
-// New starts flushers goroutines that each take up to max waiting items (and at most
-// MaxWeight bytes of them by weight, if weight is set) and call flush with them. observe, if
-// set, is told the size of every batch. Close stops them.
-func New[T any](flushers, max int, flush func(context.Context, []*T) error, weight func(*T) int, observe func(int)) *Batcher[T] {
-	b := &Batcher[T]{
-		in:      make(chan batchItem[T]),
-		flush:   flush,
-		max:     max,
-		weight:  weight,
-		observe: observe,
-		stop:    make(chan struct{}),
+// New starts the flushers, which call flush with batches of the items handed to Do. Close
+// stops them.
+func New[T any](flush func(context.Context, []*T) error, opts Options[T]) *Batcher[T] {
+	if opts.Flushers == 0 {
+		opts.Flushers = 1
 	}
-	for range flushers {
+	if opts.Max == 0 {
+		opts.Max = 256
+	}
+	b := &Batcher[T]{
+		in:    make(chan batchItem[T]),
+		flush: flush,
+		opts:  opts,
+		stop:  make(chan struct{}),
+	}
+	for range opts.Flushers {
 		b.wg.Add(1)
 		go b.run()
 	}
@@ -74,9 +90,10 @@ func (b *Batcher[T]) Do(ctx context.Context, v *T) error {
 
 func (b *Batcher[T]) run() {
 	defer b.wg.Done()
-	items := make([]batchItem[T], 0, b.max)
-	vals := make([]*T, 0, b.max)
+	items := make([]batchItem[T], 0, b.opts.Max)
+	vals := make([]*T, 0, b.opts.Max)
 	var next *batchItem[T]
+	prev := 0
 	for {
 		items, vals = items[:0], vals[:0]
 		if next != nil {
@@ -91,9 +108,16 @@ func (b *Batcher[T]) run() {
 			}
 		}
 		weight := b.weigh(items[0])
+		var lingerC <-chan time.Time
+		if b.opts.Linger > 0 && prev < lingerBelow {
+			lingerC = time.After(b.opts.Linger)
+		}
 	fill:
-		for len(items) < b.max {
+		for len(items) < b.opts.Max {
 			select {
+			case <-lingerC:
+				lingerC = nil
+				continue
 			case it := <-b.in:
 				if w := b.weigh(it); weight+w > MaxWeight {
 					next = &it
@@ -103,14 +127,24 @@ func (b *Batcher[T]) run() {
 				}
 				items = append(items, it)
 			default:
-				break fill
+				if lingerC == nil || len(items) >= lingerBelow {
+					break fill
+				}
+				select {
+				case <-lingerC:
+					lingerC = nil
+				case it := <-b.in:
+					weight += b.weigh(it)
+					items = append(items, it)
+				}
 			}
 		}
+		prev = len(items)
 		for _, it := range items {
 			vals = append(vals, it.v)
 		}
-		if b.observe != nil {
-			b.observe(len(vals))
+		if b.opts.Observe != nil {
+			b.opts.Observe(len(vals))
 		}
 		// The flush runs to completion even when a caller has given up: a half-written batch
 		// would be rolled back anyway, and a finished one is simply redone by the caller.
@@ -128,6 +162,9 @@ func (b *Batcher[T]) run() {
 	}
 }
 
+// lingerBelow is the batch size under which traffic counts as light (see Options.Linger).
+const lingerBelow = 16
+
 // MaxWeight bounds a batch's weight. It keeps a batch's statements well under MySQL's
 // default 16 MiB max_allowed_packet (64 MiB on MySQL 8).
 const MaxWeight = 8 << 20
@@ -143,10 +180,10 @@ func (b *Batcher[T]) flushWithin(vals []*T) error {
 }
 
 func (b *Batcher[T]) weigh(it batchItem[T]) int {
-	if b.weight == nil {
+	if b.opts.Weight == nil {
 		return 0
 	}
-	return b.weight(it.v)
+	return b.opts.Weight(it.v)
 }
 
 // Close stops the flushers after the batches in progress; callers still waiting get

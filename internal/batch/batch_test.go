@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
@@ -15,7 +16,7 @@ func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
 	flushed := map[int]int{}
 	release := make(chan struct{})
 	first := true
-	b := New(1, 8, func(_ context.Context, items []*int) error {
+	b := New(func(_ context.Context, items []*int) error {
 		mu.Lock()
 		wait := first
 		first = false
@@ -35,7 +36,7 @@ func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
 			flushed[*v]++
 		}
 		return nil
-	}, nil, nil)
+	}, Options[int]{Max: 8})
 	defer b.Close()
 
 	const n = 20
@@ -88,10 +89,39 @@ func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
 
 func TestBatcherClosed(t *testing.T) {
 	t.Parallel()
-	b := New(1, 8, func(context.Context, []*int) error { return nil }, nil, nil)
+	b := New(func(context.Context, []*int) error { return nil }, Options[int]{})
 	b.Close()
 	v := 1
 	if err := b.Do(context.Background(), &v); !errors.Is(err, ErrClosed) {
 		t.Errorf("Do after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestBatcherLingersWhileLight(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var sizes []int
+	b := New(func(_ context.Context, items []*int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(items))
+		return nil
+	}, Options[int]{Linger: time.Hour, Max: 2})
+	defer b.Close()
+	first := make(chan error, 1)
+	one, two := 1, 2
+	go func() { first <- b.Do(context.Background(), &one) }()
+	// The first item waits for company (for an hour, or until the batch is full), so the
+	// second joins its batch.
+	if err := b.Do(context.Background(), &two); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 1 || sizes[0] != 2 {
+		t.Errorf("batches %v, want one of 2", sizes)
 	}
 }
