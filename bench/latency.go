@@ -28,7 +28,7 @@ func runLatency(ctx context.Context, args []string) error {
 	rate := fs.Int("rate", 1000, "events a second")
 	dur := fs.Duration("d", 10*time.Second, "how long to publish")
 	concurrency := fs.Int("concurrency", 128, "worker concurrency")
-	prefetch := fs.Int("prefetch", 256, "worker prefetch")
+	prefetch := fs.Int("prefetch", 1024, "worker prefetch")
 	flushers := fs.Int("flushers", 0, "group-commit flushers per kind (0: the repository's default)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -75,7 +75,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	only := fs.String("only", strings.Join(scenarioNames, ","), "scenarios to run: "+strings.Join(scenarioNames, ", "))
 	concurrency := fs.Int("concurrency", 128, "WEBHOOKD_CONCURRENCY of the worker (and the floor's POSTs in flight)")
-	prefetch := fs.Int("prefetch", 256, "WEBHOOKD_PREFETCH of the worker (and the floor)")
+	prefetch := fs.Int("prefetch", 1024, "WEBHOOKD_PREFETCH of the worker (and the floor)")
 	n := fs.Int("n", 50_000, "events in the drain backlogs")
 	keep := fs.Bool("keep", false, "keep the worker logs")
 	if err := fs.Parse(args); err != nil {

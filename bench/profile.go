@@ -31,7 +31,7 @@ func runProfile(ctx context.Context, args []string) error {
 	hooks := fs.Int("hooks", 1, "webhooks each event fans out to")
 	out := fs.String("o", "webhookd-cpu.pprof", "where to write the CPU profile")
 	concurrency := fs.Int("concurrency", 128, "worker concurrency")
-	prefetch := fs.Int("prefetch", 256, "worker prefetch")
+	prefetch := fs.Int("prefetch", 1024, "worker prefetch")
 	queueType := fs.String("queue-type", "quorum", "quorum or classic")
 	nodes := fs.Int("top", 30, "lines of the profile to print")
 	flushers := fs.Int("flushers", 0, "group-commit flushers per kind (0: the repository's default)")

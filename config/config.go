@@ -38,9 +38,11 @@ type Config struct {
 	HTTPTimeout time.Duration `envconfig:"HTTP_TIMEOUT" default:"10s" desc:"time limit of one delivery attempt"`
 	// Concurrency is the number of attempts in flight at once. Defaults to 64.
 	Concurrency int `envconfig:"CONCURRENCY" default:"64" desc:"attempts in flight at once"`
-	// Prefetch is the number of unacknowledged messages the broker sends ahead; 0 means twice
-	// Concurrency. Defaults to 0.
-	Prefetch int `envconfig:"PREFETCH" default:"0" desc:"unacked messages the broker sends ahead; 0: 2×CONCURRENCY"`
+	// Prefetch is the number of unacknowledged messages the broker sends ahead; 0 means eight
+	// times Concurrency (at most 65535). A message stays unacknowledged through two group
+	// commits as well as its attempts, so the pipeline needs several messages per attempt
+	// slot. Defaults to 0.
+	Prefetch int `envconfig:"PREFETCH" default:"0" desc:"unacked messages the broker sends ahead; 0: 8×CONCURRENCY"`
 	// DisableAfter is the number of failed deliveries in a row that disable a webhook; 0 never.
 	// Defaults to 5.
 	DisableAfter int `envconfig:"DISABLE_AFTER" default:"5" desc:"failed deliveries in a row that disable a webhook; 0: never"`
@@ -152,10 +154,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// prefetchPerSlot is the default prefetch per attempt slot. Draining a backlog (./bench
+// profile, 128 slots), 2 per slot gave 6,900 deliveries/s, 4 gave 7,500, 8 gave 8,100 and 16
+// gave 8,400: the group commits, not the attempts, hold most messages.
+const prefetchPerSlot = 8
+
 // PrefetchCount is the broker prefetch to ask for.
 func (c Config) PrefetchCount() int {
 	if c.Prefetch == 0 {
-		return 2 * c.Concurrency
+		return min(prefetchPerSlot*c.Concurrency, 65535)
 	}
 	return c.Prefetch
 }

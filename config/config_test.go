@@ -27,8 +27,12 @@ func TestDefaultsAreValid(t *testing.T) {
 	if len(c.RetryDelays) != 3 || c.RetryDelays[0] != time.Minute || c.RetryDelays[1] != 5*time.Minute || c.RetryDelays[2] != 10*time.Minute {
 		t.Errorf("RetryDelays = %v, want [1m 5m 10m]", c.RetryDelays)
 	}
-	if c.PrefetchCount() != 2*c.Concurrency {
-		t.Errorf("PrefetchCount = %d, want %d", c.PrefetchCount(), 2*c.Concurrency)
+	if c.PrefetchCount() != 8*c.Concurrency {
+		t.Errorf("PrefetchCount = %d, want %d", c.PrefetchCount(), 8*c.Concurrency)
+	}
+	c.Concurrency = 10000
+	if c.PrefetchCount() != 65535 {
+		t.Errorf("PrefetchCount with 10000 slots = %d, want the protocol's most, 65535", c.PrefetchCount())
 	}
 }
 
