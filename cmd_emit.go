@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -29,7 +30,7 @@ func withPublisher(ctx context.Context, cfg config.Config, fn func(ctx context.C
 	return fn(ctx, p)
 }
 
-func runEmit(ctx context.Context, cfg config.Config, args []string) error {
+func runEmit(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
 	fs := newFlags("emit")
 	account := fs.Uint64("account", 0, "account id (required)")
 	project := fs.Uint64("project", 0, "project id")
@@ -97,6 +98,6 @@ func runEmit(ctx context.Context, cfg config.Config, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("published %s %s\n", event, *id)
+	fmt.Fprintf(out, "published %s %s\n", event, *id)
 	return nil
 }

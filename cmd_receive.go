@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -18,7 +17,7 @@ import (
 
 // runReceive is a debugging receiver: it prints each webhook it gets and whether both
 // signatures verify under --token.
-func runReceive(ctx context.Context, _ config.Config, args []string) error {
+func runReceive(ctx context.Context, _ config.Config, args []string, out io.Writer) error {
 	fs := newFlags("receive")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	token := fs.String("token", "", "webhook token to verify signatures with")
@@ -30,7 +29,7 @@ func runReceive(ctx context.Context, _ config.Config, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
-	fmt.Fprintf(os.Stdout, "listening on http://%s/\n", ln.Addr())
+	fmt.Fprintf(out, "listening on http://%s/\n", ln.Addr())
 	var mu sync.Mutex
 	srv := &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
@@ -38,7 +37,7 @@ func runReceive(ctx context.Context, _ config.Config, args []string) error {
 			body, _ := io.ReadAll(io.LimitReader(r.Body, 10<<20))
 			mu.Lock()
 			defer mu.Unlock()
-			printWebhook(os.Stdout, r, body, *token)
+			printWebhook(out, r, body, *token)
 			w.WriteHeader(*status)
 		}),
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +29,7 @@ func (f *timeFlag) Set(s string) error {
 	return nil
 }
 
-func runRedeliver(ctx context.Context, cfg config.Config, args []string) error {
+func runRedeliver(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
 	fs := newFlags("redeliver")
 	event := fs.String("event", "", "every delivery of this event")
 	webhook := fs.Uint64("webhook", 0, "deliveries to this webhook")
@@ -59,12 +60,12 @@ func runRedeliver(ctx context.Context, cfg config.Config, args []string) error {
 		return err
 	}
 	if len(f.IDs) > len(ids) {
-		fmt.Printf("%d of the ids given are unknown or belong to a deleted or disabled webhook\n", len(f.IDs)-len(ids))
+		fmt.Fprintf(out, "%d of the ids given are unknown or belong to a deleted or disabled webhook\n", len(f.IDs)-len(ids))
 	}
-	return publishRedeliveries(ctx, cfg, ids, *dry, "redeliveries")
+	return publishRedeliveries(ctx, cfg, out, ids, *dry, "redeliveries")
 }
 
-func runReplay(ctx context.Context, cfg config.Config, args []string) error {
+func runReplay(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
 	fs := newFlags("replay")
 	webhook := fs.Uint64("webhook", 0, "the webhook to replay events to (required)")
 	var since, until timeFlag
@@ -108,14 +109,14 @@ func runReplay(ctx context.Context, cfg config.Config, args []string) error {
 	} else {
 		ids = events
 	}
-	return publishRedeliveries(ctx, cfg, ids, *dry, "replayed events")
+	return publishRedeliveries(ctx, cfg, out, ids, *dry, "replayed events")
 }
 
 // publishRedeliveries publishes one redelivery message per delivery id, several awaiting
 // their confirms at once, and prints how many were confirmed.
-func publishRedeliveries(ctx context.Context, cfg config.Config, ids []string, dry bool, what string) error {
+func publishRedeliveries(ctx context.Context, cfg config.Config, out io.Writer, ids []string, dry bool, what string) error {
 	if dry || len(ids) == 0 {
-		fmt.Printf("%d %s (dry run: %v)\n", len(ids), what, dry)
+		fmt.Fprintf(out, "%d %s (dry run: %v)\n", len(ids), what, dry)
 		return nil
 	}
 	var sent atomic.Int64
@@ -146,6 +147,6 @@ func publishRedeliveries(ctx context.Context, cfg config.Config, ids []string, d
 		}
 		return g.Wait()
 	})
-	fmt.Printf("%d %s\n", sent.Load(), what)
+	fmt.Fprintf(out, "%d %s\n", sent.Load(), what)
 	return err
 }

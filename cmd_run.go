@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -17,11 +18,11 @@ import (
 	"github.com/webhookd/webhookd/sender"
 )
 
-func runMigrate(ctx context.Context, cfg config.Config, _ []string) error {
+func runMigrate(ctx context.Context, cfg config.Config, _ []string, out io.Writer) error {
 	if err := repository.Migrate(ctx, cfg.MySQLDSN); err != nil {
 		return err
 	}
-	fmt.Println("database migrated")
+	fmt.Fprintln(out, "database migrated")
 	return nil
 }
 
@@ -60,7 +61,7 @@ func openStore(ctx context.Context, cfg config.Config, log interface{ Warn(strin
 	}
 }
 
-func runWorker(ctx context.Context, cfg config.Config, _ []string) error {
+func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) error {
 	log := newLogger(cfg)
 	// The admin server comes first: /healthz answers while the worker waits for its
 	// database, and a taken port stops the worker at once.

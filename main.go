@@ -27,7 +27,7 @@ var errUsage = errors.New("usage")
 
 type command struct {
 	name, args, summary string
-	run                 func(ctx context.Context, cfg config.Config, args []string) error
+	run                 func(ctx context.Context, cfg config.Config, args []string, out io.Writer) error
 	// needsConfig is false for commands that work without valid settings (help).
 	needsConfig bool
 }
@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := cmd.run(ctx, cfg, args); err != nil {
+	if err := cmd.run(ctx, cfg, args, stdout); err != nil {
 		if errors.Is(err, errUsage) {
 			fmt.Fprintf(stderr, "usage: webhookd %s %s\n", cmd.name, cmd.args)
 			return 2

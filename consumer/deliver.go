@@ -212,6 +212,7 @@ func (w *Worker) record(ctx context.Context, out repository.Outcome) error {
 			return nil
 		}
 		w.dbFailed(err)
+		out.Again = true
 		d := bo.next()
 		w.log.Warn("record outcome failed, retrying", "delivery_id", out.DeliveryID, "err", err, "in", d)
 		if !sleepCtx(ctx, d) {

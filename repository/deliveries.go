@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/webhookd/webhookd/internal/batch"
 )
 
 // Delivery statuses.
@@ -53,6 +56,9 @@ type Outcome struct {
 	// CountFailure adds the failed delivery to its webhook's failures in a row, in the same
 	// transaction, so that no crash can lose it from the count.
 	CountFailure bool
+	// Again marks an outcome recorded again after an error: the earlier call may have been
+	// applied all the same.
+	Again bool
 }
 
 // Record stores the attempt and the delivery's new status durably, group-committed with
@@ -62,21 +68,24 @@ func (s *Store) Record(ctx context.Context, o Outcome) error {
 	return s.records.Do(ctx, &o)
 }
 
-func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
+func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 	now := s.now().UTC()
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		// A batch is flushed again when the answer to its COMMIT was lost, committed or not:
-		// an outcome whose attempt row is there already was applied, and must not log its
-		// attempt or count its failure twice.
-		applied, err := appliedOutcomes(ctx, tx, batch)
-		if err != nil {
-			return err
+		// An outcome is recorded again when the answer to its COMMIT was lost, committed or
+		// not: one whose attempt row is there already was applied, and must not log its
+		// attempt or count its failure twice. Only then is it worth a look.
+		var applied map[*Outcome]bool
+		if batch.Again(ctx) || slices.ContainsFunc(outcomes, func(o *Outcome) bool { return o.Again }) {
+			var err error
+			if applied, err = appliedOutcomes(ctx, tx, outcomes); err != nil {
+				return err
+			}
 		}
 		var q strings.Builder
 		var args []any
 		q.WriteString("INSERT INTO attempts (delivery_id, attempt, started_at, duration_us, status_code, error, response_body) VALUES ")
 		rows := 0
-		for _, o := range batch {
+		for _, o := range outcomes {
 			if o.NoAttempt || applied[o] {
 				continue
 			}
@@ -98,7 +107,7 @@ func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
 		args = args[:0]
 		q.WriteString("INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, last_status_code, last_error, created_at, updated_at) VALUES ")
 		var succeeded []uint64
-		for i, o := range batch {
+		for i, o := range outcomes {
 			if i > 0 {
 				q.WriteByte(',')
 			}
@@ -120,7 +129,7 @@ func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("upsert deliveries: %w", err)
 		}
-		for _, o := range batch {
+		for _, o := range outcomes {
 			if o.CountFailure && !applied[o] {
 				if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", o.WebhookID); err != nil {
 					return fmt.Errorf("count failure: %w", err)
@@ -144,11 +153,11 @@ func (s *Store) flushOutcomes(ctx context.Context, batch []*Outcome) error {
 // to them reads back equal, which appliedOutcomes relies on.
 func startedAt(o *Outcome) time.Time { return o.StartedAt.UTC().Truncate(time.Microsecond) }
 
-// appliedOutcomes returns the outcomes of batch whose attempt row is stored already: the same
+// appliedOutcomes returns the outcomes whose attempt row is stored already: the same
 // delivery, attempt and start. Two real requests never share all three.
-func appliedOutcomes(ctx context.Context, tx *sqlx.Tx, batch []*Outcome) (map[*Outcome]bool, error) {
+func appliedOutcomes(ctx context.Context, tx *sqlx.Tx, outcomes []*Outcome) (map[*Outcome]bool, error) {
 	var ids []string
-	for _, o := range batch {
+	for _, o := range outcomes {
 		if !o.NoAttempt {
 			ids = append(ids, o.DeliveryID)
 		}
@@ -178,7 +187,7 @@ func appliedOutcomes(ctx context.Context, tx *sqlx.Tx, batch []*Outcome) (map[*O
 		logged[key{r.DeliveryID, r.Attempt, r.StartedAt.UnixMicro()}] = true
 	}
 	applied := map[*Outcome]bool{}
-	for _, o := range batch {
+	for _, o := range outcomes {
 		if !o.NoAttempt && logged[key{o.DeliveryID, o.Attempt, startedAt(o).UnixMicro()}] {
 			applied[o] = true
 		}

@@ -119,3 +119,28 @@ func TestPurge(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordAgainAppliedOnce records an outcome a second time, as a caller does when it cannot
+// tell whether the first call was applied: the attempt is logged, and the failure counted, once.
+func TestRecordAgainAppliedOnce(t *testing.T) {
+	t.Parallel()
+	bed := testbed.New(t)
+	ctx := context.Background()
+	hook := bed.AddWebhook(testbed.Webhook{Account: 1, Event: "A.B", URL: "http://example.com/"})
+	out := repository.Outcome{DeliveryID: repository.DeliveryID("again", hook), EventID: "again", WebhookID: hook,
+		Attempt: 1, Status: repository.StatusFailed, StatusCode: 500, StartedAt: time.Now(), Duration: time.Millisecond,
+		CountFailure: true}
+	if err := bed.Store.Record(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	out.Again = true
+	if err := bed.Store.Record(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	if n := bed.Count("SELECT COUNT(*) FROM attempts WHERE delivery_id=?", out.DeliveryID); n != 1 {
+		t.Errorf("attempt rows = %d, want 1", n)
+	}
+	if n := bed.Count("SELECT consecutive_failures FROM webhooks WHERE id=?", hook); n != 1 {
+		t.Errorf("consecutive_failures = %d, want 1", n)
+	}
+}

@@ -148,11 +148,11 @@ func (b *Batcher[T]) run() {
 		}
 		// The flush runs to completion even when a caller has given up: a half-written batch
 		// would be rolled back anyway, and a finished one is simply redone by the caller.
-		err := b.flushWithin(vals)
+		err := b.flushWithin(vals, false)
 		if err != nil && len(items) > 1 {
 			// One bad item must not fail its neighbours: retry each on its own.
 			for _, it := range items {
-				it.done <- b.flushWithin([]*T{it.v})
+				it.done <- b.flushWithin([]*T{it.v}, true)
 			}
 			continue
 		}
@@ -173,10 +173,22 @@ const MaxWeight = 8 << 20
 // connections fails the batch instead of holding every caller forever.
 const flushTimeout = 30 * time.Second
 
-func (b *Batcher[T]) flushWithin(vals []*T) error {
+func (b *Batcher[T]) flushWithin(vals []*T, again bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
+	if again {
+		ctx = context.WithValue(ctx, againKey{}, true)
+	}
 	return b.flush(ctx, vals)
+}
+
+type againKey struct{}
+
+// Again reports whether a flush carries items of a batch whose flush failed: that flush may
+// have been applied all the same, if only its answer was lost.
+func Again(ctx context.Context) bool {
+	again, _ := ctx.Value(againKey{}).(bool)
+	return again
 }
 
 func (b *Batcher[T]) weigh(it batchItem[T]) int {

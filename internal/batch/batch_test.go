@@ -16,7 +16,9 @@ func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
 	flushed := map[int]int{}
 	release := make(chan struct{})
 	first := true
-	b := New(func(_ context.Context, items []*int) error {
+	failedWith := map[int]bool{} // items that shared a batch with the bad one
+	flushedAgain := map[int]bool{}
+	b := New(func(ctx context.Context, items []*int) error {
 		mu.Lock()
 		wait := first
 		first = false
@@ -27,6 +29,11 @@ func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
 		}
 		for _, v := range items {
 			if *v == 13 {
+				mu.Lock()
+				for _, w := range items {
+					failedWith[*w] = len(items) > 1
+				}
+				mu.Unlock()
 				return bad
 			}
 		}
@@ -34,6 +41,7 @@ func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
 		defer mu.Unlock()
 		for _, v := range items {
 			flushed[*v]++
+			flushedAgain[*v] = Again(ctx)
 		}
 		return nil
 	}, Options[int]{Max: 8})
@@ -75,6 +83,11 @@ func TestBatcherGroupsAndIsolatesFailures(t *testing.T) {
 		}
 		if flushed[i] != want {
 			t.Errorf("item %d flushed %d times, want %d", i, flushed[i], want)
+		}
+	}
+	for i := range n {
+		if i != 13 && flushedAgain[i] != failedWith[i] {
+			t.Errorf("item %d flushed with Again %v; want %v (it shared a failed batch: %v)", i, flushedAgain[i], failedWith[i], failedWith[i])
 		}
 	}
 	for _, size := range sizes {
