@@ -6,11 +6,13 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -159,6 +161,31 @@ func (p *Proc) Ready() int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// Metric returns the value of the metric line that starts with name (the full series, such
+// as `webhookd_messages_total{result="ack"}`), or -1 when /metrics does not answer or has no
+// such line.
+func (p *Proc) Metric(name string) float64 {
+	c := http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := c.Get("http://" + p.Admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // Exited reports whether the process has ended.

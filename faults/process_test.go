@@ -42,6 +42,59 @@ func TestKillWorker(t *testing.T) {
 	l.Check(t, "SIGKILL", 90*time.Second)
 }
 
+// TestKillWorkerWithSlowWebhook kills the worker twice while a slow webhook's deliveries are
+// being postponed, many to a message, beside a quick webhook's: nothing may be lost, and the
+// slow webhook never has more than its share of attempts in flight.
+func TestKillWorkerWithSlowWebhook(t *testing.T) {
+	bed := testbed.New(t)
+	l := NewLedger(t, bed, 2)
+	slow := l.Hooks[0]
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	l.Respond(func(h Hit, r *http.Request) int {
+		if h.Webhook != slow {
+			return http.StatusOK
+		}
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		return hold(r, 300*time.Millisecond) // slower than the worker's 250 ms
+	})
+	const concurrency = 16 // a share of 4 per webhook
+	p := StartProc(t, bed, ProcOptions{Concurrency: concurrency})
+	flow := l.Flow(100, 5*time.Millisecond)
+	slowDone := func(n int) func([]Hit) bool {
+		return func(hits []Hit) bool {
+			done := 0
+			for _, h := range hits {
+				if h.Webhook == slow && h.OK() {
+					done++
+				}
+			}
+			return done >= n
+		}
+	}
+	for _, at := range []int{20, 50} {
+		l.WaitHits(t, time.Minute, "slow deliveries before the kill", slowDone(at))
+		if n := p.Metric("webhookd_deliveries_postponed_total"); n <= 0 {
+			t.Errorf("worker postponed %v deliveries before the kill, want some", n)
+		}
+		p.Kill()
+		t.Logf("killed the worker after %d deliveries, %d events published", l.Delivered(), flow.Published())
+		p = StartProc(t, bed, ProcOptions{Concurrency: concurrency})
+	}
+	flow.Wait(t)
+	l.Check(t, "SIGKILL with a slow webhook", 2*time.Minute)
+	mu.Lock()
+	defer mu.Unlock()
+	// Each worker keeps its own shares: attempts of a killed worker may overlap the next one's.
+	if most > 2*concurrency/4 {
+		t.Errorf("slow webhook had up to %d attempts in flight, want at most its share of %d per worker", most, concurrency/4)
+	}
+}
+
 // TestSigtermDuringSlowDelivery sends SIGTERM while a delivery is in flight. A delivery that
 // finishes within SHUTDOWN_TIMEOUT is finished and recorded, and the worker exits 0 within the
 // timeout; one that takes longer is abandoned, its message goes back to the queue, and the
