@@ -13,6 +13,11 @@ import (
 // least one), so that a slow endpoint never takes every slot.
 const hookShareDivisor = 4
 
+// slowShareDivisor bounds the attempts in flight of all webhooks known to be slow, together,
+// to Concurrency/slowShareDivisor (at least one): several slow endpoints must not fill every
+// slot between them, as hookShareDivisor of them at their shares would.
+const slowShareDivisor = 2
+
 // slowAttempt is how long an attempt must run for its webhook to count as slow. It is also
 // how long deliveries may be held up, with their messages, while a webhook that has just
 // filled its share turns out to be slow. A webhook whose share is full of attempts this old
@@ -31,13 +36,18 @@ const slowMemory = time.Minute
 // deliveries and a prefetch place, for as long as the endpoint takes: the delivery is
 // postponed instead. A webhook found slow stays so (see slowMemory): while its share is
 // full, its deliveries are postponed at once rather than after another wait of up to
-// slowAttempt each time its attempts turn over.
+// slowAttempt each time its attempts turn over. The attempts of slow webhooks together are
+// bounded too (see slowShareDivisor): past that bound a slow webhook's deliveries are
+// postponed even while its own share has room.
 type hookShares struct {
-	max  int64
-	now  func() time.Time
-	mu   sync.Mutex
-	m    map[uint64]*hookShare
-	slow map[uint64]time.Time // when each slow webhook was last seen slow
+	max     int64
+	slowMax int
+	now     func() time.Time
+	mu      sync.Mutex
+	m       map[uint64]*hookShare
+	slow    map[uint64]time.Time // when each slow webhook was last seen slow
+	// slowInFlight counts the attempts in flight that started while their webhook was slow.
+	slowInFlight int
 }
 
 type hookShare struct {
@@ -48,10 +58,11 @@ type hookShare struct {
 
 func newHookShares(concurrency int, now func() time.Time) *hookShares {
 	return &hookShares{
-		max:  int64(max(1, concurrency/hookShareDivisor)),
-		now:  now,
-		m:    map[uint64]*hookShare{},
-		slow: map[uint64]time.Time{},
+		max:     int64(max(1, concurrency/hookShareDivisor)),
+		slowMax: max(1, concurrency/slowShareDivisor),
+		now:     now,
+		m:       map[uint64]*hookShare{},
+		slow:    map[uint64]time.Time{},
 	}
 }
 
@@ -87,9 +98,25 @@ func (s *hookShares) acquire(ctx context.Context, id uint64) (release func(), ok
 	}
 	s.mu.Lock()
 	start := s.now()
+	counted := s.isSlow(id, start)
+	if counted && s.slowInFlight >= s.slowMax {
+		s.mu.Unlock()
+		h.sem.Release(1)
+		s.leave(id, h)
+		return nil, false, nil
+	}
+	if counted {
+		s.slowInFlight++
+	}
 	h.starts = append(h.starts, start)
 	s.mu.Unlock()
-	return func() { s.release(id, h, start) }, true, nil
+	return func() { s.release(id, h, start, counted) }, true, nil
+}
+
+// isSlow reports whether webhook id was seen slow within slowMemory of t. s.mu is held.
+func (s *hookShares) isSlow(id uint64, t time.Time) bool {
+	seen, ok := s.slow[id]
+	return ok && t.Sub(seen) < slowMemory
 }
 
 // patience says, for a webhook whose share is full, whether it is slow and, if not, how long
@@ -98,12 +125,10 @@ func (s *hookShares) patience(id uint64, h *hookShare) (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.now()
-	if seen, ok := s.slow[id]; ok {
-		if t.Sub(seen) < slowMemory {
-			return 0, true
-		}
-		delete(s.slow, id)
+	if s.isSlow(id, t) {
+		return 0, true
 	}
+	delete(s.slow, id)
 	var age time.Duration
 	for _, st := range h.starts {
 		age = max(age, t.Sub(st))
@@ -115,8 +140,11 @@ func (s *hookShares) patience(id uint64, h *hookShare) (time.Duration, bool) {
 	return slowAttempt - age, false
 }
 
-func (s *hookShares) release(id uint64, h *hookShare, start time.Time) {
+func (s *hookShares) release(id uint64, h *hookShare, start time.Time, counted bool) {
 	s.mu.Lock()
+	if counted {
+		s.slowInFlight--
+	}
 	if i := slices.IndexFunc(h.starts, start.Equal); i >= 0 {
 		h.starts = slices.Delete(h.starts, i, i+1)
 	}

@@ -140,3 +140,61 @@ func TestHookSharesSeparateWebhooks(t *testing.T) {
 		release()
 	}
 }
+
+func TestHookSharesSlowWebhooksTogetherBounded(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	const concurrency = 8 // a share of 2 each, 4 for the slow webhooks together
+	s := newHookShares(concurrency, clock.now)
+	ctx := context.Background()
+	// Webhooks 1 to 4 each make an attempt that runs 2×slowAttempt: all four are slow.
+	var first []func()
+	for id := uint64(1); id <= 4; id++ {
+		release, ok, err := s.acquire(ctx, id)
+		if err != nil || !ok {
+			t.Fatalf("webhook %d, first attempt: ok %v, err %v; want a place", id, ok, err)
+		}
+		first = append(first, release)
+	}
+	clock.advance(2 * slowAttempt)
+	for _, release := range first {
+		release()
+	}
+
+	// Webhooks 1 and 2 fill their shares: the slow webhooks' bound of 4 is reached.
+	var held []func()
+	for _, id := range []uint64{1, 1, 2, 2} {
+		release, ok, err := s.acquire(ctx, id)
+		if err != nil || !ok {
+			t.Fatalf("slow webhook %d within the bound: ok %v, err %v; want a place", id, ok, err)
+		}
+		held = append(held, release)
+	}
+	// Webhook 3 has its whole share free, but the slow webhooks have their bound.
+	if _, ok, err := s.acquire(ctx, 3); ok || err != nil {
+		t.Fatalf("slow webhook 3 past the slow bound: ok %v, err %v; want postponed", ok, err)
+	}
+	// A webhook that is not slow is not held back by them.
+	release, ok, err := s.acquire(ctx, 9)
+	if err != nil || !ok {
+		t.Fatalf("quick webhook beside 4 slow attempts: ok %v, err %v; want a place", ok, err)
+	}
+	release()
+
+	// One slow attempt ends: webhook 3 gets the place it frees.
+	held[0]()
+	release, ok, err = s.acquire(ctx, 3)
+	if err != nil || !ok {
+		t.Fatalf("slow webhook 3 after a slow attempt ended: ok %v, err %v; want a place", ok, err)
+	}
+	release()
+	for _, release := range held[1:] {
+		release()
+	}
+	if s.slowInFlight != 0 {
+		t.Errorf("slow attempts in flight after every release = %d, want 0", s.slowInFlight)
+	}
+	if n := len(s.m); n != 0 {
+		t.Errorf("%d shares left with nothing in flight, want 0", n)
+	}
+}
