@@ -3,7 +3,7 @@
 //
 //	go run ./bench                  every scenario (make bench), about 3 minutes
 //	go run ./bench -only drain,rss  some of them: floor, drain, classic, floorsteady, steady,
-//	                                fanout, rss, slow
+//	                                fanout, rss, slow, slow4
 //	go run ./bench profile          drain a backlog with an in-process worker under a CPU
 //	                                profile and print its top (-hooks 1000: fan-out)
 //	go run ./bench latency          split steady-rate latency into stages, in-process worker
@@ -45,7 +45,7 @@ type bench struct {
 	envCount    int
 }
 
-var scenarioNames = []string{"floor", "drain", "classic", "floorsteady", "steady", "fanout", "rss", "slow"}
+var scenarioNames = []string{"floor", "drain", "classic", "floorsteady", "steady", "fanout", "rss", "slow", "slow4"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -148,7 +148,14 @@ func runBench(ctx context.Context, args []string) error {
 		{"steady", func() (err error) { rep.steady, err = b.steady(ctx, 1000, 30*time.Second); return }},
 		{"fanout", func() (err error) { rep.fanout, err = b.fanout(ctx, 20, 1000); return }},
 		{"rss", func() (err error) { rep.rss, err = b.drain(ctx, "rss", "quorum", 100_000, false); return }},
-		{"slow", func() (err error) { rep.slow, err = b.slow(ctx, 30_000, 5*time.Second, 30*time.Second); return }},
+		{"slow", func() (err error) {
+			rep.slow, err = b.slow(ctx, "slow", 30_000, 1, 5*time.Second, 30*time.Second)
+			return
+		}},
+		{"slow4", func() (err error) {
+			rep.slow4, err = b.slow(ctx, "slow4", 30_000, 4, 5*time.Second, 30*time.Second)
+			return
+		}},
 	}
 	for _, s := range steps {
 		if err := step(s.name, s.fn); err != nil {

@@ -255,6 +255,7 @@ func (b *bench) fanout(ctx context.Context, events, hooks int) (fanoutResult, er
 // slowResult is a fast endpoint's throughput beside a slow one on the same events.
 type slowResult struct {
 	n             int
+	slowHooks     int     // webhooks that answer slowly beside the fast one
 	alone, beside float64 // the fast endpoint's deliveries a second
 	// aloneMid and besideMid are the same between the quarter and three quarters of the
 	// deliveries: the steady rates, without start-up and tail.
@@ -266,10 +267,19 @@ type slowResult struct {
 	cpuBeside           string
 }
 
-// slow drains n events to a fast webhook alone, then n more to the fast webhook and a webhook
-// of the same account that answers after slowDelay, and compares the fast one's throughput.
-func (b *bench) slow(ctx context.Context, n int, slowDelay, window time.Duration) (slowResult, error) {
-	e, err := b.newEnv(ctx, "slow", "quorum", true)
+// share is the fast endpoint's throughput beside the slow ones as a fraction of alone.
+func (s slowResult) share() float64 {
+	if s.alone == 0 {
+		return 0
+	}
+	return s.beside / s.alone
+}
+
+// slow drains n events to a fast webhook alone, then n more to the fast webhook and slowHooks
+// webhooks of the same account that answer after slowDelay, and compares the fast one's
+// throughput.
+func (b *bench) slow(ctx context.Context, name string, n, slowHooks int, slowDelay, window time.Duration) (slowResult, error) {
+	e, err := b.newEnv(ctx, name, "quorum", true)
 	if err != nil {
 		return slowResult{}, err
 	}
@@ -277,9 +287,9 @@ func (b *bench) slow(ctx context.Context, n int, slowDelay, window time.Duration
 	if err := e.declare(); err != nil {
 		return slowResult{}, err
 	}
-	r := slowResult{n: n, window: window}
+	r := slowResult{n: n, slowHooks: slowHooks, window: window}
 
-	alone, url := b.rc.endpoint("/fast-alone", n, 0, false)
+	alone, url := b.rc.endpoint("/"+name+"-fast-alone", n, 0, false)
 	if err := e.addWebhooks(ctx, 3, 1, url); err != nil {
 		return r, err
 	}
@@ -306,12 +316,12 @@ func (b *bench) slow(ctx context.Context, n int, slowDelay, window time.Duration
 	w.stop()
 	r.alone, r.aloneMid = alone.rate(), alone.midRate()
 
-	beside, url := b.rc.endpoint("/fast-beside", n, 0, false)
+	beside, url := b.rc.endpoint("/"+name+"-fast-beside", n, 0, false)
 	if _, err := e.db.ExecContext(ctx, "UPDATE webhooks SET url = ? WHERE account_id = 3", url); err != nil {
 		return r, err
 	}
-	slowEp, slowURL := b.rc.endpoint("/slow", n, slowDelay, false)
-	if err := e.addWebhooks(ctx, 3, 1, slowURL); err != nil {
+	slowEp, slowURL := b.rc.endpoint("/"+name, n*slowHooks, slowDelay, false)
+	if err := e.addWebhooks(ctx, 3, slowHooks, slowURL); err != nil {
 		return r, err
 	}
 	if _, err := publishBacklog(ctx, e.exchange, n, body("-b-")); err != nil {

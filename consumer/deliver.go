@@ -31,7 +31,7 @@ func (w *Worker) deliver(ctx context.Context, j job) (err error) {
 			err = fmt.Errorf("delivery %s: panic: %v", j.deliveryID, p)
 		}
 	}()
-	release, ok, err := w.shares.acquire(ctx, j.webhook.ID)
+	share, ok, err := w.shares.acquire(ctx, j.webhook.ID)
 	if err != nil {
 		return err
 	}
@@ -39,14 +39,15 @@ func (w *Worker) deliver(ctx context.Context, j job) (err error) {
 		return w.postpone(ctx, j)
 	}
 	if err := w.slots.Acquire(ctx, 1); err != nil {
-		release()
+		share.release()
 		return err
 	}
+	share.begin()
 	metricInFlight.Inc()
 	res, err := w.attempt(ctx, j)
 	metricInFlight.Dec()
 	w.slots.Release(1)
-	release()
+	share.release()
 	if ctx.Err() != nil {
 		// Cancelled by shutdown: the outcome is unknown, the message goes back.
 		return ctx.Err()

@@ -66,10 +66,22 @@ func newHookShares(concurrency int, now func() time.Time) *hookShares {
 	}
 }
 
-// acquire takes a place in webhook id's share and returns its release. ok is false, and
-// nothing is taken, when the share is full and the webhook is slow; otherwise acquire waits
-// for a place until ctx ends.
-func (s *hookShares) acquire(ctx context.Context, id uint64) (release func(), ok bool, err error) {
+// place is a delivery's place in its webhook's share, taken by acquire.
+type place struct {
+	s  *hookShares
+	id uint64
+	h  *hookShare
+	// counted marks a place taken while the webhook was slow: it counts toward slowMax.
+	counted bool
+	// start is when the attempt began (see begin); zero while it waits for a slot.
+	start time.Time
+}
+
+// acquire takes a place in webhook id's share. ok is false, and nothing is taken, when the
+// webhook is slow and its share, or the slow webhooks' together, is full; otherwise acquire
+// waits for a place until ctx ends. The caller calls begin once its attempt starts and
+// release when it ends.
+func (s *hookShares) acquire(ctx context.Context, id uint64) (p *place, ok bool, err error) {
 	s.mu.Lock()
 	h := s.m[id]
 	if h == nil {
@@ -97,8 +109,7 @@ func (s *hookShares) acquire(ctx context.Context, id uint64) (release func(), ok
 		// The oldest attempt has now run for slowAttempt, or ended: look again.
 	}
 	s.mu.Lock()
-	start := s.now()
-	counted := s.isSlow(id, start)
+	counted := s.isSlow(id, s.now())
 	if counted && s.slowInFlight >= s.slowMax {
 		s.mu.Unlock()
 		h.sem.Release(1)
@@ -108,9 +119,42 @@ func (s *hookShares) acquire(ctx context.Context, id uint64) (release func(), ok
 	if counted {
 		s.slowInFlight++
 	}
-	h.starts = append(h.starts, start)
 	s.mu.Unlock()
-	return func() { s.release(id, h, start, counted) }, true, nil
+	return &place{s: s, id: id, h: h, counted: counted}, true, nil
+}
+
+// begin marks the place's attempt as started. Only started attempts make their webhook
+// look slow: a place waiting for one of the worker's slots, which other webhooks may hold,
+// says nothing of this webhook's endpoint.
+func (p *place) begin() {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p.start = s.now()
+	p.h.starts = append(p.h.starts, p.start)
+}
+
+// release gives the place back. An attempt that ran for slowAttempt or longer marks its
+// webhook slow; a quicker one clears the mark.
+func (p *place) release() {
+	s, h := p.s, p.h
+	s.mu.Lock()
+	if p.counted {
+		s.slowInFlight--
+	}
+	if !p.start.IsZero() {
+		if i := slices.IndexFunc(h.starts, p.start.Equal); i >= 0 {
+			h.starts = slices.Delete(h.starts, i, i+1)
+		}
+		if t := s.now(); t.Sub(p.start) >= slowAttempt {
+			s.slow[p.id] = t
+		} else {
+			delete(s.slow, p.id)
+		}
+	}
+	s.mu.Unlock()
+	h.sem.Release(1)
+	s.leave(p.id, h)
 }
 
 // isSlow reports whether webhook id was seen slow within slowMemory of t. s.mu is held.
@@ -138,24 +182,6 @@ func (s *hookShares) patience(id uint64, h *hookShare) (time.Duration, bool) {
 		return 0, true
 	}
 	return slowAttempt - age, false
-}
-
-func (s *hookShares) release(id uint64, h *hookShare, start time.Time, counted bool) {
-	s.mu.Lock()
-	if counted {
-		s.slowInFlight--
-	}
-	if i := slices.IndexFunc(h.starts, start.Equal); i >= 0 {
-		h.starts = slices.Delete(h.starts, i, i+1)
-	}
-	if t := s.now(); t.Sub(start) >= slowAttempt {
-		s.slow[id] = t
-	} else {
-		delete(s.slow, id)
-	}
-	s.mu.Unlock()
-	h.sem.Release(1)
-	s.leave(id, h)
 }
 
 func (s *hookShares) leave(id uint64, h *hookShare) {
