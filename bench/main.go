@@ -1,11 +1,12 @@
 // Command bench measures webhookd against the bare floor on the real RabbitMQ and MariaDB and
 // prints one Markdown table, with the machine it ran on and the date.
 //
-//	go run ./bench                  every scenario (make bench), about 3 minutes
+//	go run ./bench                  every scenario (make bench), about 4 minutes
 //	go run ./bench -only drain,rss  some of them: floor, drain, classic, floorsteady, steady,
 //	                                fanout, rss, slow, slow4
 //	go run ./bench profile          drain a backlog with an in-process worker under a CPU
-//	                                profile and print its top (-hooks 1000: fan-out)
+//	                                profile and print its top (-hooks 1000: fan-out; -slow 1:
+//	                                beside a webhook answering after 5 s)
 //	go run ./bench latency          split steady-rate latency into stages, in-process worker
 //	go run ./bench floor …          the floor consumer; the bench runs it as its own process
 //
@@ -78,6 +79,7 @@ func runBench(ctx context.Context, args []string) error {
 	prefetch := fs.Int("prefetch", 1024, "WEBHOOKD_PREFETCH of the worker (and the floor)")
 	n := fs.Int("n", 50_000, "events in the drain backlogs")
 	keep := fs.Bool("keep", false, "keep the worker logs")
+	rounds := fs.Int("rounds", 3, "drains of the floor and of webhookd, each; the median is reported")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -134,8 +136,14 @@ func runBench(ctx context.Context, args []string) error {
 		name string
 		fn   func() error
 	}{
-		{"floor", func() (err error) { rep.floor, err = b.floorDrain(ctx, *n); return }},
-		{"drain", func() (err error) { rep.quorum, err = b.drain(ctx, "drain", "quorum", *n, false); return }},
+		{"floor", func() (err error) {
+			rep.floor, err = median(*rounds, func() (drainResult, error) { return b.floorDrain(ctx, *n) })
+			return
+		}},
+		{"drain", func() (err error) {
+			rep.quorum, err = median(*rounds, func() (drainResult, error) { return b.drain(ctx, "drain", "quorum", *n, false) })
+			return
+		}},
 		{"classic", func() error {
 			var err error
 			if rep.classic, err = b.drain(ctx, "classic", "classic", *n, false); err != nil {

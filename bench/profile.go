@@ -29,6 +29,7 @@ func runProfile(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("profile", flag.ContinueOnError)
 	n := fs.Int("n", 50_000, "events in the backlog")
 	hooks := fs.Int("hooks", 1, "webhooks each event fans out to")
+	slowHooks := fs.Int("slow", 0, "webhooks answering after 5 s beside them (the drain waits for the others only)")
 	out := fs.String("o", "webhookd-cpu.pprof", "where to write the CPU profile")
 	concurrency := fs.Int("concurrency", 128, "worker concurrency")
 	prefetch := fs.Int("prefetch", 1024, "worker prefetch")
@@ -50,6 +51,12 @@ func runProfile(ctx context.Context, args []string) error {
 	ep, url := b.rc.endpoint("/profile", *n**hooks, 0, false)
 	if err := e.addWebhooks(ctx, 1, *hooks, url); err != nil {
 		return err
+	}
+	if *slowHooks > 0 {
+		_, slowURL := b.rc.endpoint("/profile-slow", *n**slowHooks, 5*time.Second, false)
+		if err := e.addWebhooks(ctx, 1, *slowHooks, slowURL); err != nil {
+			return err
+		}
 	}
 	if err := e.declare(); err != nil {
 		return err

@@ -125,6 +125,18 @@ func num(n float64) string {
 	return b.String()
 }
 
+// runs describes the rates of several runs whose median is reported.
+func runs(rates []float64) string {
+	if len(rates) < 2 {
+		return ""
+	}
+	var all []string
+	for _, r := range rates {
+		all = append(all, num(r))
+	}
+	return fmt.Sprintf(" (median of %d runs: %s)", len(rates), strings.Join(all, ", "))
+}
+
 func (r report) print(w io.Writer) {
 	m := r.machine
 	fmt.Fprintf(w, "\n## webhookd bench, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
@@ -135,8 +147,8 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintln(w, "| measurement | result | target | holds |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	if r.floor.n > 0 {
-		fmt.Fprintf(w, "| bare floor: drain %s events (consume, HMAC-SHA256, POST, ack) | %s deliveries/s | — | — |\n",
-			num(float64(r.floor.n)), num(r.floor.rate))
+		fmt.Fprintf(w, "| bare floor: drain %s events (consume, HMAC-SHA256, POST, ack) | %s deliveries/s%s | — | — |\n",
+			num(float64(r.floor.n)), num(r.floor.rate), runs(r.floor.rates))
 	}
 	if r.quorum.n > 0 {
 		res := num(r.quorum.rate) + " deliveries/s"
@@ -146,8 +158,8 @@ func (r report) print(w io.Writer) {
 			res += fmt.Sprintf(" = **%.2f × floor**", ratio)
 			holds = yesNo(ratio >= targetDrainRatio)
 		}
-		fmt.Fprintf(w, "| webhookd: drain %s events, 1 KB data, one webhook each | %s | %s | %s |\n",
-			num(float64(r.quorum.n)), res, target, holds)
+		fmt.Fprintf(w, "| webhookd: drain %s events, 1 KB data, one webhook each | %s%s | %s | %s |\n",
+			num(float64(r.quorum.n)), res, runs(r.quorum.rates), target, holds)
 	}
 	if r.floorSteady.published > 0 {
 		s := r.floorSteady

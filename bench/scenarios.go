@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -23,6 +25,26 @@ type drainResult struct {
 	cacheHit  float64       // share of webhook lookups the cache answered
 	cpu       string        // CPU each process used during the drain
 	cpuT      cpuTimes      // the same, per process
+	rates     []float64     // every run's rate, slowest first, where the median of several is reported
+}
+
+// median runs drain rounds times and returns the run of median rate, with every run's rate:
+// one drain of a few seconds on shared cores varies by a third from run to run.
+func median(rounds int, drain func() (drainResult, error)) (drainResult, error) {
+	var runs []drainResult
+	for range max(1, rounds) {
+		r, err := drain()
+		if err != nil {
+			return drainResult{}, err
+		}
+		runs = append(runs, r)
+	}
+	slices.SortFunc(runs, func(a, b drainResult) int { return cmp.Compare(a.rate, b.rate) })
+	m := runs[len(runs)/2]
+	for _, r := range runs {
+		m.rates = append(m.rates, r.rate)
+	}
+	return m, nil
 }
 
 // floorDrain drains n events with the bare floor.
