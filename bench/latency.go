@@ -22,7 +22,8 @@ import (
 // publish-to-receipt latency into stages, timing the worker's calls to the store and the
 // sender (each identified by the publish timestamp in the event's data):
 // publish → claim starts (broker, parsing, webhook lookup), the claim's group commit, claim
-// done → POST starts (rendering, signing, waiting for a slot), the POST itself.
+// done → POST starts (rendering, signing, waiting for a slot), the POST itself. Before the
+// worker starts it times claims made alone at the same rate: the database's own commit latency.
 func runLatency(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
 	rate := fs.Int("rate", 1000, "events a second")
@@ -53,6 +54,11 @@ func runLatency(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 	st := &stages{m: map[string][]time.Duration{}}
+	// The database's own share: claims alone, one at a time at the same rate, before the
+	// worker starts. Each is a group commit of one event, as at light load.
+	if err := claimsAlone(ctx, store, st, *rate, 5*time.Second); err != nil {
+		return err
+	}
 	snd := sender.New(sender.Options{Timeout: 10 * time.Second, AllowPrivateNetworks: true, MaxIdleConnsPerHost: *concurrency})
 	logFile, err := os.Create(filepath.Join(b.tmp, "latency-worker.log"))
 	if err != nil {
@@ -100,7 +106,7 @@ func (s *stages) add(name string, d time.Duration) {
 }
 
 func (s *stages) print() {
-	for _, name := range []string{"publish → claim starts", "claim (group commit)", "publish → POST starts", "POST", "record (group commit)"} {
+	for _, name := range []string{"claim alone, nothing else running", "publish → claim starts", "claim (group commit)", "publish → POST starts", "POST", "record (group commit)"} {
 		d := slices.Clone(s.m[name])
 		slices.Sort(d)
 		if len(d) == 0 {
@@ -109,6 +115,28 @@ func (s *stages) print() {
 		q := func(f float64) time.Duration { return d[min(len(d)-1, int(f*float64(len(d))))] }
 		fmt.Printf("%-34s p50 %8s  p90 %8s  p99 %8s  p99.9 %8s\n", name, q(0.5).Round(time.Microsecond), q(0.9).Round(time.Microsecond), q(0.99).Round(time.Microsecond), q(0.999).Round(time.Microsecond))
 	}
+}
+
+// claimsAlone claims rate events a second for d, one at a time, and times each claim.
+func claimsAlone(ctx context.Context, store *repository.Store, st *stages, rate int, d time.Duration) error {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	data := eventBody("alone", 1, 0, 0)
+	for i := range int(float64(rate) * d.Seconds()) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		start := time.Now()
+		_, err := store.Claim(ctx, repository.Event{ID: "alone-" + strconv.Itoa(i), Name: "TASK.CREATED", AccountID: 1,
+			OccurredAt: start.UTC().Format(time.RFC3339Nano), Data: data, ReceivedAt: start})
+		if err != nil {
+			return err
+		}
+		st.add("claim alone, nothing else running", time.Since(start))
+	}
+	return nil
 }
 
 func sentAtOf(body []byte) (time.Time, bool) {
