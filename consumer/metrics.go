@@ -22,7 +22,7 @@ var (
 	}, []string{"delay"})
 	metricPostponed = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "webhookd_deliveries_postponed_total",
-		Help: "Deliveries parked in the first retry queue without an attempt: their webhook was slow and had its share of attempts in flight.",
+		Help: "Deliveries parked in the first retry queue without an attempt: their webhook was slow and had its share of attempts in flight, or the slow webhooks together had theirs.",
 	})
 	metricDead = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "webhookd_dead_lettered_total",

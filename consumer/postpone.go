@@ -41,7 +41,7 @@ func (w *Worker) postpone(ctx context.Context, j job) error {
 		return fmt.Errorf("postpone delivery: %w", err)
 	}
 	metricPostponed.Inc()
-	w.log.Debug("delivery postponed: webhook slow and at its share of attempts", "delivery_id", j.deliveryID,
+	w.log.Debug("delivery postponed: webhook slow and at its share of attempts, or slow webhooks at theirs", "delivery_id", j.deliveryID,
 		"webhook_id", j.webhook.ID, "attempt", j.attempt)
 	return nil
 }

@@ -46,7 +46,8 @@ type hookShares struct {
 	mu      sync.Mutex
 	m       map[uint64]*hookShare
 	slow    map[uint64]time.Time // when each slow webhook was last seen slow
-	// slowInFlight counts the attempts in flight that started while their webhook was slow.
+	// slowInFlight counts the places taken while their webhook was slow, attempts in flight
+	// and those waiting for a slot.
 	slowInFlight int
 }
 
