@@ -42,12 +42,7 @@ func (w *Worker) deliver(ctx context.Context, j job) (err error) {
 		share.release()
 		return err
 	}
-	share.begin()
-	metricInFlight.Inc()
-	res, err := w.attempt(ctx, j)
-	metricInFlight.Dec()
-	w.slots.Release(1)
-	share.release()
+	res, err := w.attemptIn(ctx, j, share)
 	if ctx.Err() != nil {
 		// Cancelled by shutdown: the outcome is unknown, the message goes back.
 		return ctx.Err()
@@ -135,6 +130,19 @@ func (w *Worker) deliver(ctx context.Context, j job) (err error) {
 // made only where a line is written: most deliveries succeed and log nothing.
 func (w *Worker) jobLog(j job) *slog.Logger {
 	return w.log.With("delivery_id", j.deliveryID, "webhook_id", j.webhook.ID, "event_id", j.event.ID, "attempt", j.attempt)
+}
+
+// attemptIn makes the attempt in a slot the caller has taken and a place of its webhook's
+// share, and gives both back when it ends, a panic included: a slot or a place kept would
+// shrink the pool for good, and the place's start, left behind, would make its webhook look
+// slow for good.
+func (w *Worker) attemptIn(ctx context.Context, j job, share *place) (attemptResult, error) {
+	defer share.release()
+	defer w.slots.Release(1)
+	share.begin()
+	metricInFlight.Inc()
+	defer metricInFlight.Dec()
+	return w.attempt(ctx, j)
 }
 
 type attemptResult struct {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -17,7 +18,7 @@ import (
 const TypePostponed = "postponed"
 
 // postponedDelivery is a delivery put off because its webhook was slow and had its share of
-// attempts in flight (see hookShares). It carries what is needed to make the attempt it has
+// attempts in flight, or its part of the slow webhooks' bound (see hookShares). It carries what is needed to make the attempt it has
 // not made yet, even for a first attempt, whose delivery has no row.
 type postponedDelivery struct {
 	Delivery string `json:"delivery"`
@@ -56,7 +57,7 @@ func (w *Worker) publishPostponed(ctx context.Context, ps []*postponedDelivery) 
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	return w.pub.Publish(pctx, Publishing{
-		Key:       retry.QueueName(w.cfg.Topology.Queue, w.cfg.Topology.Ladder.Delays()[0]),
+		Key:       retry.QueueName(w.cfg.Topology.Queue, firstDelay(w.cfg.Topology.Ladder)),
 		Mandatory: true,
 		Msg: amqp.Publishing{
 			Type:         TypePostponed,
@@ -66,6 +67,15 @@ func (w *Worker) publishPostponed(ctx context.Context, ps []*postponedDelivery) 
 			Body:         body,
 		},
 	})
+}
+
+// firstDelay is the ladder's first delay: where postponed deliveries wait. A worker's ladder
+// has at least one delay (config checks it); none gives 0.
+func firstDelay(l retry.Ladder) time.Duration {
+	if d := l.Delays(); len(d) > 0 {
+		return d[0]
+	}
+	return 0
 }
 
 // handlePostponed makes the attempts of a message of postponed deliveries. The message is

@@ -80,21 +80,28 @@ func TestSlowWebhookPostponed(t *testing.T) {
 	}
 }
 
-// TestSlowWebhooksTogetherDoNotStallOthers sends events to four webhooks that answer after
-// 600 ms and to a quick one, with 8 attempt slots: a share of 2 each, and 4 for the slow
-// webhooks together. The quick webhook gets every event while the slow ones take their time,
-// and every slow delivery is still made exactly once.
+// TestSlowWebhooksTogetherDoNotStallOthers sends events to four webhooks whose endpoints hang
+// and to a quick one, with 8 attempt slots: a share of 2 each, and 4 for the slow webhooks
+// together. The hanging attempts time out after a second, and the quick webhook gets every
+// event while the others still hang; only then do the endpoints answer, and every slow
+// delivery, postponed or retried meanwhile, succeeds. This is the end-to-end view: the
+// bounds themselves are checked on a fake clock in shares_test.go.
 func TestSlowWebhooksTogetherDoNotStallOthers(t *testing.T) {
 	t.Parallel()
 	bed := testbed.New(t)
 	rc := testbed.NewReceiver(t)
+	hang := make(chan struct{})
+	var once sync.Once
+	answer := func() { once.Do(func() { close(hang) }) }
+	t.Cleanup(answer)
 	rc.Respond(func(r *http.Request, _ int) (int, http.Header) {
 		if r.URL.Path == "/fast" {
 			return http.StatusOK, nil
 		}
-		// The endpoints are slow: this is their behaviour, not a wait for the worker.
+		// The endpoints hang until the quick webhook has had every event: their behaviour,
+		// not a wait for the worker.
 		select {
-		case <-time.After(600 * time.Millisecond):
+		case <-hang:
 		case <-r.Context().Done():
 		}
 		return http.StatusOK, nil
@@ -104,29 +111,18 @@ func TestSlowWebhooksTogetherDoNotStallOthers(t *testing.T) {
 		slow = append(slow, bed.AddWebhook(testbed.Webhook{Account: 1, Event: "TASK.CREATED", URL: rc.URL + "/slow" + strconv.Itoa(i)}))
 	}
 	bed.AddWebhook(testbed.Webhook{Account: 1, Event: "TASK.CREATED", URL: rc.URL + "/fast"})
-	bed.StartWorker(testbed.WorkerOptions{Ladder: retry.Ladder{200 * time.Millisecond}, Concurrency: 8})
-	const n = 12
+	ladder := retry.Ladder{200 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond,
+		500 * time.Millisecond, 600 * time.Millisecond, 700 * time.Millisecond}
+	bed.StartWorker(testbed.WorkerOptions{Ladder: ladder, Concurrency: 8, HTTPTimeout: time.Second})
+	const n = 200
 	for i := range n {
 		bed.PublishEvent("TASK.CREATED", testbed.Event("stall-"+strconv.Itoa(i), "TASK.CREATED", 1, ""))
 	}
 
 	rc.Wait(t, "/fast", n, wait)
+	answer()
 	testbed.Eventually(t, 60*time.Second, "every slow delivery to succeed", func() bool {
 		return bed.Count("SELECT COUNT(*) FROM deliveries WHERE webhook_id IN (?,?,?,?) AND status='succeeded'",
 			slow[0], slow[1], slow[2], slow[3]) == 4*n
 	})
-	for i := range 4 {
-		seen := map[string]int{}
-		for _, r := range rc.Requests("/slow" + strconv.Itoa(i)) {
-			seen[r.Header.Get("X-Webhook-Delivery")]++
-		}
-		if len(seen) != n {
-			t.Errorf("slow webhook %d: %d deliveries made, want %d", i, len(seen), n)
-		}
-		for id, got := range seen {
-			if got != 1 {
-				t.Errorf("slow webhook %d: delivery %s made %d times, want once", i, id, got)
-			}
-		}
-	}
 }

@@ -13,21 +13,26 @@ import (
 // least one), so that a slow endpoint never takes every slot.
 const hookShareDivisor = 4
 
-// slowShareDivisor bounds the attempts in flight of all webhooks known to be slow, together,
-// to Concurrency/slowShareDivisor (at least one): several slow endpoints must not fill every
-// slot between them, as hookShareDivisor of them at their shares would.
+// slowShareDivisor bounds the places taken while their webhook was known slow, all webhooks
+// together, to Concurrency/slowShareDivisor (at least one), and each slow webhook to an even
+// part of that bound (at least one place): several slow endpoints must not fill every slot
+// between them, as hookShareDivisor of them at their shares would, and a busy slow webhook
+// must not keep a quiet one out of the bound.
 const slowShareDivisor = 2
 
 // slowAttempt is how long an attempt must run for its webhook to count as slow. It is also
-// how long deliveries may be held up, with their messages, while a webhook that has just
-// filled its share turns out to be slow. A webhook whose share is full of attempts this old
+// how long deliveries may be held up at a time, with their messages, while a webhook that has
+// just filled its share turns out to be slow (a share full of places still waiting for a
+// slot keeps them waiting, a round of slowAttempt at a time). A webhook whose share is full of attempts this old
 // gets under Concurrency/hookShareDivisor/slowAttempt deliveries a second (64 with the
 // default concurrency): more of its deliveries would only hold messages that other webhooks'
 // deliveries wait behind.
 const slowAttempt = 250 * time.Millisecond
 
-// slowMemory is how long a webhook counts as slow after its last slow attempt, unless an
-// attempt ends quickly first.
+// slowMemory is how long a webhook counts as slow after it was last seen slow (an attempt
+// that ran slowAttempt, or a delivery postponed), unless an attempt ends quickly first; at
+// least twice the wait of a postponed delivery, so that a mark does not lapse while the
+// webhook's deliveries are away and let them all back in uncounted.
 const slowMemory = time.Minute
 
 // hookShares bounds each webhook's attempts in flight. A delivery over its webhook's share
@@ -36,9 +41,10 @@ const slowMemory = time.Minute
 // deliveries and a prefetch place, for as long as the endpoint takes: the delivery is
 // postponed instead. A webhook found slow stays so (see slowMemory): while its share is
 // full, its deliveries are postponed at once rather than after another wait of up to
-// slowAttempt each time its attempts turn over. The attempts of slow webhooks together are
-// bounded too (see slowShareDivisor): past that bound a slow webhook's deliveries are
-// postponed even while its own share has room.
+// slowAttempt each time its attempts turn over. The places of slow webhooks are bounded
+// too, together and each (see slowShareDivisor): past either bound a slow webhook's
+// deliveries are postponed even while its own share has room, and it stays slow until one
+// of its attempts ends quickly.
 type hookShares struct {
 	max     int64
 	slowMax int
@@ -46,19 +52,25 @@ type hookShares struct {
 	mu      sync.Mutex
 	m       map[uint64]*hookShare
 	slow    map[uint64]time.Time // when each slow webhook was last seen slow
+	memory  time.Duration        // how long a mark in slow lasts (see slowMemory)
+	sweptAt time.Time            // when expired entries of slow were last dropped
 	// slowInFlight counts the places taken while their webhook was slow, attempts in flight
 	// and those waiting for a slot.
 	slowInFlight int
 }
 
 type hookShare struct {
-	sem    *semaphore.Weighted
-	users  int         // holders and waiters; the entry goes when none is left
-	starts []time.Time // when each attempt in flight started
+	sem     *semaphore.Weighted
+	users   int         // holders and waiters; the entry goes when none is left
+	starts  []time.Time // when each attempt in flight started
+	counted int         // places held that count in slowInFlight
 }
 
-func newHookShares(concurrency int, now func() time.Time) *hookShares {
+// newHookShares bounds the shares of a pool of concurrency slots; postponed deliveries wait
+// postponeDelay before they come back.
+func newHookShares(concurrency int, postponeDelay time.Duration, now func() time.Time) *hookShares {
 	return &hookShares{
+		memory:  max(slowMemory, 2*postponeDelay),
 		max:     int64(max(1, concurrency/hookShareDivisor)),
 		slowMax: max(1, concurrency/slowShareDivisor),
 		now:     now,
@@ -110,8 +122,12 @@ func (s *hookShares) acquire(ctx context.Context, id uint64) (p *place, ok bool,
 		// The oldest attempt has now run for slowAttempt, or ended: look again.
 	}
 	s.mu.Lock()
-	counted := s.isSlow(id, s.now())
-	if counted && s.slowInFlight >= s.slowMax {
+	t := s.now()
+	counted := s.isSlow(id, t)
+	if counted && (s.slowInFlight >= s.slowMax || h.counted >= s.slowPart(t)) {
+		// Marked slow again while it waits for room, so that the mark cannot lapse and
+		// let the webhook back in uncounted.
+		s.slow[id] = t
 		s.mu.Unlock()
 		h.sem.Release(1)
 		s.leave(id, h)
@@ -119,6 +135,7 @@ func (s *hookShares) acquire(ctx context.Context, id uint64) (p *place, ok bool,
 	}
 	if counted {
 		s.slowInFlight++
+		h.counted++
 	}
 	s.mu.Unlock()
 	return &place{s: s, id: id, h: h, counted: counted}, true, nil
@@ -142,6 +159,7 @@ func (p *place) release() {
 	s.mu.Lock()
 	if p.counted {
 		s.slowInFlight--
+		h.counted--
 	}
 	if !p.start.IsZero() {
 		if i := slices.IndexFunc(h.starts, p.start.Equal); i >= 0 {
@@ -158,10 +176,30 @@ func (p *place) release() {
 	s.leave(p.id, h)
 }
 
-// isSlow reports whether webhook id was seen slow within slowMemory of t. s.mu is held.
+// isSlow reports whether webhook id was seen slow within s.memory of t, and forgets an
+// older mark. s.mu is held.
 func (s *hookShares) isSlow(id uint64, t time.Time) bool {
 	seen, ok := s.slow[id]
-	return ok && t.Sub(seen) < slowMemory
+	if ok && t.Sub(seen) >= s.memory {
+		delete(s.slow, id)
+		return false
+	}
+	return ok
+}
+
+// slowPart is each slow webhook's part of slowMax: an even split among the webhooks marked
+// slow, at least one place. With no more slow webhooks than slowMax, the others' parts
+// always leave room for one that has none. s.mu is held.
+func (s *hookShares) slowPart(t time.Time) int {
+	if t.Sub(s.sweptAt) >= slowAttempt {
+		for id, seen := range s.slow {
+			if t.Sub(seen) >= s.memory {
+				delete(s.slow, id)
+			}
+		}
+		s.sweptAt = t
+	}
+	return max(1, s.slowMax/max(1, len(s.slow)))
 }
 
 // patience says, for a webhook whose share is full, whether it is slow and, if not, how long
@@ -171,9 +209,9 @@ func (s *hookShares) patience(id uint64, h *hookShare) (time.Duration, bool) {
 	defer s.mu.Unlock()
 	t := s.now()
 	if s.isSlow(id, t) {
+		s.slow[id] = t // postponed: still slow, see slowMemory
 		return 0, true
 	}
-	delete(s.slow, id)
 	var age time.Duration
 	for _, st := range h.starts {
 		age = max(age, t.Sub(st))

@@ -29,7 +29,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // newTestShares makes shares of one attempt per webhook, on a clock of their own.
 func newTestShares() (*hookShares, *fakeClock) {
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	return newHookShares(hookShareDivisor, clock.now), clock
+	return newHookShares(hookShareDivisor, 0, clock.now), clock
 }
 
 // acquireOK takes a place in webhook 7's share and fails the test unless it gets one.
@@ -141,61 +141,119 @@ func TestHookSharesSeparateWebhooks(t *testing.T) {
 	}
 }
 
+// markSlow makes each of ids slow: an attempt that runs 2×slowAttempt. The clock moves.
+func markSlow(t *testing.T, s *hookShares, clock *fakeClock, ids ...uint64) {
+	t.Helper()
+	var releases []func()
+	for _, id := range ids {
+		release, ok, err := startAttempt(s, context.Background(), id)
+		if err != nil || !ok {
+			t.Fatalf("webhook %d, attempt to make it slow: ok %v, err %v; want a place", id, ok, err)
+		}
+		releases = append(releases, release)
+	}
+	clock.advance(2 * slowAttempt)
+	for _, release := range releases {
+		release()
+	}
+}
+
+// take takes a place for webhook id and fails the test unless it gets one (want true) or is
+// postponed (want false).
+func take(t *testing.T, s *hookShares, id uint64, want bool) func() {
+	t.Helper()
+	release, ok, err := startAttempt(s, context.Background(), id)
+	if err != nil || ok != want {
+		t.Fatalf("webhook %d: ok %v, err %v; want ok %v", id, ok, err, want)
+	}
+	return release
+}
+
 func TestHookSharesSlowWebhooksTogetherBounded(t *testing.T) {
 	t.Parallel()
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	const concurrency = 8 // a share of 2 each, 4 for the slow webhooks together
-	s := newHookShares(concurrency, clock.now)
-	ctx := context.Background()
-	// Webhooks 1 to 4 each make an attempt that runs 2×slowAttempt: all four are slow.
-	var first []func()
-	for id := uint64(1); id <= 4; id++ {
-		release, ok, err := startAttempt(s, ctx, id)
-		if err != nil || !ok {
-			t.Fatalf("webhook %d, first attempt: ok %v, err %v; want a place", id, ok, err)
-		}
-		first = append(first, release)
-	}
-	clock.advance(2 * slowAttempt)
-	for _, release := range first {
-		release()
-	}
+	s := newHookShares(4, 0, clock.now) // a share of 1 each, 2 for the slow webhooks together
+	markSlow(t, s, clock, 1, 2, 3)
 
-	// Webhooks 1 and 2 fill their shares: the slow webhooks' bound of 4 is reached.
-	var held []func()
-	for _, id := range []uint64{1, 1, 2, 2} {
-		release, ok, err := startAttempt(s, ctx, id)
-		if err != nil || !ok {
-			t.Fatalf("slow webhook %d within the bound: ok %v, err %v; want a place", id, ok, err)
-		}
-		held = append(held, release)
-	}
-	// Webhook 3 has its whole share free, but the slow webhooks have their bound.
-	if _, ok, err := startAttempt(s, ctx, 3); ok || err != nil {
-		t.Fatalf("slow webhook 3 past the slow bound: ok %v, err %v; want postponed", ok, err)
-	}
+	first := take(t, s, 1, true)
+	second := take(t, s, 2, true)
+	// Webhook 3 has its share free, but the slow webhooks have their bound.
+	take(t, s, 3, false)
 	// A webhook that is not slow is not held back by them.
-	release, ok, err := startAttempt(s, ctx, 9)
-	if err != nil || !ok {
-		t.Fatalf("quick webhook beside 4 slow attempts: ok %v, err %v; want a place", ok, err)
+	take(t, s, 9, true)()
+	// While it waits for room, webhook 3 stays slow: each refusal renews its mark, which
+	// would otherwise lapse and let it in uncounted.
+	for range 2 {
+		clock.advance(slowMemory * 3 / 4)
+		take(t, s, 3, false)
 	}
-	release()
 
 	// One slow attempt ends: webhook 3 gets the place it frees.
-	held[0]()
-	release, ok, err = startAttempt(s, ctx, 3)
-	if err != nil || !ok {
-		t.Fatalf("slow webhook 3 after a slow attempt ended: ok %v, err %v; want a place", ok, err)
-	}
-	release()
-	for _, release := range held[1:] {
-		release()
-	}
+	first()
+	take(t, s, 3, true)()
+	second()
 	if s.slowInFlight != 0 {
-		t.Errorf("slow attempts in flight after every release = %d, want 0", s.slowInFlight)
+		t.Errorf("slow places after every release = %d, want 0", s.slowInFlight)
 	}
 	if n := len(s.m); n != 0 {
 		t.Errorf("%d shares left with nothing in flight, want 0", n)
+	}
+}
+
+func TestHookSharesSlowWebhookGetsItsPart(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := newHookShares(16, 0, clock.now) // a share of 4 each, 8 for the slow webhooks together
+	markSlow(t, s, clock, 1, 2, 3)       // three slow webhooks: a part of 8/3 = 2 each
+
+	held := []func(){take(t, s, 1, true), take(t, s, 1, true)}
+	// Webhook 1 has its part, though its share and the bound have room.
+	take(t, s, 1, false)
+	// Its share gave back the place it refused: two held, the rest free.
+	if h := s.m[1]; h == nil || !h.sem.TryAcquire(s.max-2) {
+		t.Fatalf("webhook 1's share after a refusal: want %d places free", s.max-2)
+	} else {
+		h.sem.Release(s.max - 2)
+	}
+	// The busy webhook does not keep the others out.
+	for _, id := range []uint64{2, 2, 3, 3} {
+		held = append(held, take(t, s, id, true))
+	}
+	for _, release := range held {
+		release()
+	}
+	if s.slowInFlight != 0 || len(s.m) != 0 {
+		t.Errorf("after every release: %d slow places, %d shares; want 0 and 0", s.slowInFlight, len(s.m))
+	}
+}
+
+// TestHookSharesPlaceNeverBegun gives back places whose attempts never started, as when the
+// wait for a slot ends with the context: the webhook is not marked slow, however long the
+// place was held, and a slow place's count goes back.
+func TestHookSharesPlaceNeverBegun(t *testing.T) {
+	t.Parallel()
+	s, clock := newTestShares()
+	p, ok, err := s.acquire(context.Background(), 7)
+	if err != nil || !ok {
+		t.Fatalf("acquire = ok %v, err %v; want a place", ok, err)
+	}
+	clock.advance(2 * slowAttempt)
+	p.release()
+	if s.isSlow(7, clock.now()) {
+		t.Fatal("webhook 7 slow after a place that never began; want not slow")
+	}
+
+	markSlow(t, s, clock, 8)
+	p, ok, err = s.acquire(context.Background(), 8)
+	if err != nil || !ok || !p.counted {
+		t.Fatalf("slow webhook 8: ok %v, err %v, counted %v; want a counted place", ok, err, ok && p.counted)
+	}
+	p.release()
+	if s.slowInFlight != 0 || len(s.m) != 0 {
+		t.Errorf("after the releases: %d slow places, %d shares; want 0 and 0", s.slowInFlight, len(s.m))
+	}
+	if !s.isSlow(8, clock.now()) {
+		t.Error("webhook 8 no longer slow after a place that never began; want still slow")
 	}
 }
 

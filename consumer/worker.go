@@ -104,7 +104,7 @@ func New(cfg Config, store Store, webhooks repository.WebhookSource, send Sender
 		log:      log,
 		now:      now,
 		slots:    semaphore.NewWeighted(int64(cfg.Concurrency)),
-		shares:   newHookShares(cfg.Concurrency, now),
+		shares:   newHookShares(cfg.Concurrency, firstDelay(cfg.Topology.Ladder), now),
 	}
 	w.pub = NewPublisher(cfg.AMQPURL, cfg.Name+" publisher", log)
 	w.pub.OnConnect = cfg.Topology.Declare
