@@ -64,16 +64,14 @@ func webhookd(t *testing.T, env []string, args ...string) (stdout, stderr string
 	return out.String(), errb.String(), code
 }
 
-// bedEnv is the environment of a webhookd command on bed's database and queues. Commands
-// declare the topology of the ladder they are given, so its retry queues are cleaned up too.
+// bedEnv is the environment of a webhookd command on bed's database and queues.
 func bedEnv(bed *testbed.Bed) []string {
-	bed.TrackLadder(retry.Ladder{200 * time.Millisecond, 400 * time.Millisecond})
 	return []string{
 		"WEBHOOKD_AMQP_URL=" + testbed.AMQPURL,
 		"WEBHOOKD_MYSQL_DSN=" + bed.DSN,
 		"WEBHOOKD_EXCHANGE=" + bed.Exchange,
 		"WEBHOOKD_QUEUE=" + bed.Queue,
-		"WEBHOOKD_RETRY_DELAYS=200ms,400ms",
+		bed.RetryDelaysEnv(retry.Ladder{200 * time.Millisecond, 400 * time.Millisecond}),
 	}
 }
 

@@ -241,17 +241,16 @@ func TestDuplicateAndRedeliverAtOnce(t *testing.T) {
 	}
 }
 
-// redeliverCommand runs `webhookd redeliver` against the bed. The command declares the
-// topology of the ladder it is given: the test worker's default, whose queues the bed deletes.
+// redeliverCommand runs `webhookd redeliver` against the bed, with the test worker's default
+// ladder.
 func redeliverCommand(bed *testbed.Bed, args ...string) (string, error) {
-	bed.TrackLadder(retry.Ladder{200 * time.Millisecond, 400 * time.Millisecond, 600 * time.Millisecond})
 	cmd := exec.Command(bin, append([]string{"redeliver"}, args...)...)
 	cmd.Env = append(os.Environ(),
 		"WEBHOOKD_AMQP_URL="+testbed.AMQPURL,
 		"WEBHOOKD_MYSQL_DSN="+bed.DSN,
 		"WEBHOOKD_EXCHANGE="+bed.Exchange,
 		"WEBHOOKD_QUEUE="+bed.Queue,
-		"WEBHOOKD_RETRY_DELAYS=200ms,400ms,600ms",
+		bed.RetryDelaysEnv(testbed.DefaultLadder),
 	)
 	out, err := cmd.Output()
 	if err != nil {

@@ -67,11 +67,6 @@ func StartProc(t *testing.T, bed *testbed.Bed, o ProcOptions) *Proc {
 	if o.Concurrency == 0 {
 		o.Concurrency = 16
 	}
-	bed.TrackLadder(o.Ladder)
-	delays := make([]string, len(o.Ladder))
-	for i, d := range o.Ladder {
-		delays[i] = d.String()
-	}
 	p := &Proc{t: t, Admin: freeAddr(t), exit: make(chan struct{})}
 	var env []string
 	for _, kv := range os.Environ() {
@@ -84,7 +79,7 @@ func StartProc(t *testing.T, bed *testbed.Bed, o ProcOptions) *Proc {
 		"WEBHOOKD_MYSQL_DSN="+o.DSN,
 		"WEBHOOKD_EXCHANGE="+bed.Exchange,
 		"WEBHOOKD_QUEUE="+bed.Queue,
-		"WEBHOOKD_RETRY_DELAYS="+strings.Join(delays, ","),
+		bed.RetryDelaysEnv(o.Ladder),
 		"WEBHOOKD_ALLOW_PRIVATE_NETWORKS=true",
 		"WEBHOOKD_ADMIN_ADDR="+p.Admin,
 		"WEBHOOKD_SHUTDOWN_TIMEOUT="+o.ShutdownTimeout.String(),

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,12 +64,27 @@ type Running struct {
 	err    error
 }
 
+// DefaultLadder is the ladder of a test worker whose options name none.
+var DefaultLadder = retry.Ladder{200 * time.Millisecond, 400 * time.Millisecond, 600 * time.Millisecond}
+
+// RetryDelaysEnv is the WEBHOOKD_RETRY_DELAYS setting of a webhookd process or command on the
+// bed with ladder. Each declares the retry queues of its ladder, so they are tracked for
+// cleanup here.
+func (b *Bed) RetryDelaysEnv(ladder retry.Ladder) string {
+	b.TrackLadder(ladder)
+	delays := make([]string, len(ladder))
+	for i, d := range ladder {
+		delays[i] = d.String()
+	}
+	return "WEBHOOKD_RETRY_DELAYS=" + strings.Join(delays, ",")
+}
+
 // StartWorker runs a worker on the bed's queues and waits until it consumes. It stops
 // when the test ends, if not before.
 func (b *Bed) StartWorker(o WorkerOptions) *Running {
 	b.T.Helper()
 	if o.Ladder == nil {
-		o.Ladder = retry.Ladder{200 * time.Millisecond, 400 * time.Millisecond, 600 * time.Millisecond}
+		o.Ladder = DefaultLadder
 	}
 	if o.QueueType == "" {
 		o.QueueType = "quorum"
