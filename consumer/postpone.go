@@ -18,8 +18,9 @@ import (
 const TypePostponed = "postponed"
 
 // postponedDelivery is a delivery put off because its webhook was slow and had its share of
-// attempts in flight, or its part of the slow webhooks' bound (see hookShares). It carries what is needed to make the attempt it has
-// not made yet, even for a first attempt, whose delivery has no row.
+// attempts in flight, or its part of the slow webhooks' bound (see hookShares). It carries
+// what is needed to make the attempt it has not made yet, even for a first attempt, whose
+// delivery has no row.
 type postponedDelivery struct {
 	Delivery string `json:"delivery"`
 	Event    string `json:"event"`
@@ -42,8 +43,8 @@ func (w *Worker) postpone(ctx context.Context, j job) error {
 		return fmt.Errorf("postpone delivery: %w", err)
 	}
 	metricPostponed.Inc()
-	w.log.Debug("delivery postponed: webhook slow and at its share of attempts, or slow webhooks at theirs", "delivery_id", j.deliveryID,
-		"webhook_id", j.webhook.ID, "attempt", j.attempt)
+	w.log.Debug("delivery postponed: webhook slow and at its share of attempts, or slow webhooks at theirs",
+		"delivery_id", j.deliveryID, "webhook_id", j.webhook.ID, "attempt", j.attempt)
 	return nil
 }
 

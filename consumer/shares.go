@@ -22,17 +22,18 @@ const slowShareDivisor = 2
 
 // slowAttempt is how long an attempt must run for its webhook to count as slow. It is also
 // how long deliveries may be held up at a time, with their messages, while a webhook that has
-// just filled its share turns out to be slow (a share full of places still waiting for a
-// slot keeps them waiting, a round of slowAttempt at a time). A webhook whose share is full of attempts this old
-// gets under Concurrency/hookShareDivisor/slowAttempt deliveries a second (64 with the
-// default concurrency): more of its deliveries would only hold messages that other webhooks'
-// deliveries wait behind.
+// just filled its share turns out to be slow (a share full of places still waiting for a slot
+// keeps them waiting, a round of slowAttempt at a time). A webhook whose share is full of
+// attempts this old gets under Concurrency/hookShareDivisor/slowAttempt deliveries a second
+// (64 with the default concurrency): more of its deliveries would only hold messages that
+// other webhooks' deliveries wait behind.
 const slowAttempt = 250 * time.Millisecond
 
-// slowMemory is how long a webhook counts as slow after it was last seen slow (an attempt
-// that ran slowAttempt, or a delivery postponed), unless an attempt ends quickly first; at
-// least twice the wait of a postponed delivery, so that a mark does not lapse while the
-// webhook's deliveries are away and let them all back in uncounted.
+// slowMemory is how long, at least, a webhook counts as slow after it was last seen slow (an
+// attempt that ran slowAttempt, or a delivery postponed), unless an attempt ends quickly
+// first. A mark lasts twice the wait of a postponed delivery where that is longer (see
+// newHookShares), so that it does not lapse while the webhook's deliveries are away and let
+// them all back in uncounted.
 const slowMemory = time.Minute
 
 // hookShares bounds each webhook's attempts in flight. A delivery over its webhook's share
