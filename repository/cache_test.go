@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,6 +52,8 @@ func TestCacheConcurrentMissesShareAQuery(t *testing.T) {
 	release := make(chan struct{})
 	src := &blockingSource{release: release, started: make(chan struct{}, 100)}
 	c := NewCache(src, time.Second, nil)
+	var misses atomic.Int64
+	c.Miss = func() { misses.Add(1) }
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
 		wg.Add(1)
@@ -60,9 +63,16 @@ func TestCacheConcurrentMissesShareAQuery(t *testing.T) {
 		}()
 	}
 	<-src.started
+	// Every lookup has missed before the query answers: a lookup that looked only after
+	// the answer was cached would prove nothing about sharing.
+	deadline := time.Now().Add(10 * time.Second)
+	for misses.Load() < 20 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
 	close(release)
 	wg.Wait()
-	// Lookups that arrive after the first query finished may start another; most share it.
+	// A lookup that missed but reaches the shared call only after the query finished starts
+	// another; most share it.
 	if got := src.calls.Load(); got > 10 {
 		t.Errorf("20 concurrent misses made %d queries, want them to share", got)
 	}
