@@ -13,15 +13,15 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/config"
-	"github.com/webhookd/webhookd/consumer"
 )
 
 // withPublisher runs fn with a connected confirming publisher that has declared the topology,
 // so that what fn publishes is routed even if no worker ever ran.
-func withPublisher(ctx context.Context, cfg config.Config, fn func(ctx context.Context, p *consumer.Publisher) error) error {
+func withPublisher(ctx context.Context, cfg config.Config, fn func(ctx context.Context, p *broker.Publisher) error) error {
 	log := slog.New(slog.DiscardHandler)
-	p := consumer.NewPublisher(cfg.AMQPURL, "webhookd cli", log)
+	p := broker.NewPublisher(cfg.AMQPURL, "webhookd cli", log)
 	p.OnConnect = topology(cfg).Declare
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -81,10 +81,10 @@ func runEmit(ctx context.Context, cfg config.Config, args []string, out io.Write
 	if err != nil {
 		return err
 	}
-	err = withPublisher(ctx, cfg, func(ctx context.Context, p *consumer.Publisher) error {
+	err = withPublisher(ctx, cfg, func(ctx context.Context, p *broker.Publisher) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return p.Publish(ctx, consumer.Publishing{
+		return p.Publish(ctx, broker.Publishing{
 			Exchange: cfg.Exchange,
 			Key:      event,
 			Msg: amqp.Publishing{

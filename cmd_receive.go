@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/webhookd/webhookd/config"
+	"github.com/webhookd/webhookd/sender"
 	"github.com/webhookd/webhookd/signer"
 )
 
@@ -55,8 +56,7 @@ func runReceive(ctx context.Context, _ config.Config, args []string, out io.Writ
 
 func printWebhook(w io.Writer, r *http.Request, body []byte, token string) {
 	fmt.Fprintf(w, "--- %s %s %s\n", time.Now().Format(time.RFC3339), r.Method, r.URL.Path)
-	for _, h := range []string{"Content-Type", "User-Agent", "X-Webhook-Event", "X-Webhook-Delivery",
-		"X-Webhook-Attempt", "X-Webhook-Signature", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+	for _, h := range sender.RequestHeaders {
 		fmt.Fprintf(w, "%s: %s\n", h, r.Header.Get(h))
 	}
 	fmt.Fprintf(w, "\n%s\n", body)
@@ -64,9 +64,9 @@ func printWebhook(w io.Writer, r *http.Request, body []byte, token string) {
 		fmt.Fprintln(w, "signatures: not checked (no --token)")
 		return
 	}
-	fmt.Fprintf(w, "X-Webhook-Signature: %s\n", verdictText(signer.Verify(token, body, r.Header.Get("X-Webhook-Signature"))))
-	ts, err := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
-	ok := err == nil && signer.VerifyStandard(token, r.Header.Get("webhook-id"), ts, body, r.Header.Get("webhook-signature"))
+	fmt.Fprintf(w, "%s: %s\n", sender.HeaderSignature, verdictText(signer.Verify(token, body, r.Header.Get(sender.HeaderSignature))))
+	ts, err := strconv.ParseInt(r.Header.Get(sender.HeaderStandardTimestamp), 10, 64)
+	ok := err == nil && signer.VerifyStandard(token, r.Header.Get(sender.HeaderStandardID), ts, body, r.Header.Get(sender.HeaderStandardSignature))
 	if ok {
 		if age := time.Since(time.Unix(ts, 0)); age > 5*time.Minute || age < -5*time.Minute {
 			fmt.Fprintf(w, "webhook-signature: valid, but timestamp is %v off\n", age.Round(time.Second))

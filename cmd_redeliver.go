@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/config"
-	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/repository"
 )
 
@@ -120,25 +118,14 @@ func publishRedeliveries(ctx context.Context, cfg config.Config, out io.Writer, 
 		return nil
 	}
 	var sent atomic.Int64
-	err := withPublisher(ctx, cfg, func(ctx context.Context, p *consumer.Publisher) error {
+	err := withPublisher(ctx, cfg, func(ctx context.Context, p *broker.Publisher) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(64)
 		for _, id := range ids {
 			g.Go(func() error {
-				body, _ := json.Marshal(map[string]string{"redeliver": id})
 				pctx, cancel := context.WithTimeout(gctx, 30*time.Second)
 				defer cancel()
-				err := p.Publish(pctx, consumer.Publishing{
-					Key:       cfg.Queue,
-					Mandatory: true,
-					Msg: amqp.Publishing{
-						Type:         consumer.TypeRedeliver,
-						ContentType:  "application/json",
-						DeliveryMode: amqp.Persistent,
-						Timestamp:    time.Now(),
-						Body:         body,
-					},
-				})
+				err := p.Publish(pctx, broker.Publishing{Key: cfg.Queue, Mandatory: true, Msg: broker.Redelivery(id, time.Now())})
 				if err == nil {
 					sent.Add(1)
 				}

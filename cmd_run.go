@@ -13,11 +13,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/webhookd/webhookd/admin"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/config"
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/delivery"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
 	"github.com/webhookd/webhookd/sender"
+	"github.com/webhookd/webhookd/worker"
 )
 
 func runMigrate(ctx context.Context, cfg config.Config, _ []string, out io.Writer) error {
@@ -28,8 +30,8 @@ func runMigrate(ctx context.Context, cfg config.Config, _ []string, out io.Write
 	return nil
 }
 
-func topology(cfg config.Config) consumer.Topology {
-	return consumer.Topology{
+func topology(cfg config.Config) broker.Topology {
+	return broker.Topology{
 		Exchange:  cfg.Exchange,
 		Queue:     cfg.Queue,
 		QueueType: cfg.QueueType,
@@ -42,7 +44,7 @@ func topology(cfg config.Config) consumer.Topology {
 func openStore(ctx context.Context, cfg config.Config, log interface{ Warn(string, ...any) }) (*repository.Store, error) {
 	opts := repository.Options{
 		MaxOpenConns: 16,
-		ObserveBatch: func(kind string, n int) { consumer.MetricBatchSize.WithLabelValues(kind).Observe(float64(n)) },
+		ObserveBatch: func(kind string, n int) { delivery.MetricBatchSize.WithLabelValues(kind).Observe(float64(n)) },
 	}
 	wait := 200 * time.Millisecond
 	for {
@@ -75,7 +77,7 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 	}
 	// The admin server comes first: /healthz answers while the worker waits for its
 	// database, and a taken port stops the worker at once.
-	var ready atomic.Pointer[consumer.Worker]
+	var ready atomic.Pointer[worker.Worker]
 	var adminLn net.Listener
 	if cfg.AdminAddr != "" {
 		ln, err := admin.Listen(cfg.AdminAddr)
@@ -108,8 +110,8 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 	}
 	defer store.Close()
 	cache := repository.NewCache(store, cfg.CacheTTL, nil)
-	cache.Hit = consumer.MetricCacheLookups.WithLabelValues("hit").Inc
-	cache.Miss = consumer.MetricCacheLookups.WithLabelValues("miss").Inc
+	cache.Hit = delivery.MetricCacheLookups.WithLabelValues("hit").Inc
+	cache.Miss = delivery.MetricCacheLookups.WithLabelValues("miss").Inc
 	snd := sender.New(sender.Options{
 		Timeout:              cfg.HTTPTimeout,
 		AllowPrivateNetworks: cfg.AllowPrivateNetworks,
@@ -117,7 +119,7 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 		MaxIdleConnsPerHost:  cfg.Concurrency,
 	})
 	defer snd.Close()
-	w := consumer.New(consumer.Config{
+	w, err := worker.New(worker.Config{
 		AMQPURL:         cfg.AMQPURL,
 		Topology:        topology(cfg),
 		Concurrency:     cfg.Concurrency,
@@ -127,6 +129,9 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Version:         version,
 	}, store, cache, snd, log, nil)
+	if err != nil {
+		return err
+	}
 
 	log.Info("webhookd starting", "version", version, "queue", cfg.Queue, "exchange", cfg.Exchange,
 		"ladder", fmt.Sprint(cfg.RetryDelays), "concurrency", cfg.Concurrency, "admin", cfg.AdminAddr)

@@ -17,7 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/internal/testbed"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
@@ -263,7 +263,7 @@ func TestRedeliverForms(t *testing.T) {
 
 	// The raw message the monolith may publish.
 	raw := repository.DeliveryID("e1", down)
-	bed.Publish("", bed.Queue, amqp.Publishing{Type: consumer.TypeRedeliver, Body: []byte(`{"redeliver":"` + raw + `"}`)})
+	bed.Publish("", bed.Queue, amqp.Publishing{Type: broker.TypeRedeliver, Body: []byte(`{"redeliver":"` + raw + `"}`)})
 	testbed.Eventually(t, 20*time.Second, "the raw redelivery", func() bool {
 		return bed.Count("SELECT COUNT(*) FROM deliveries WHERE id=? AND attempts=5", raw) == 1
 	})

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/webhookd/webhookd/admin"
-	_ "github.com/webhookd/webhookd/consumer" // registers the worker's metrics
+	_ "github.com/webhookd/webhookd/worker" // registers the worker's metrics
 )
 
 func TestEndpoints(t *testing.T) {

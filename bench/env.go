@@ -16,7 +16,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // the database/sql driver
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/retry"
 )
 
@@ -159,7 +159,7 @@ func (e *env) declare() error {
 	if err != nil {
 		return err
 	}
-	t := consumer.Topology{Exchange: e.exchange, Queue: e.queue, QueueType: e.queueType, Ladder: ladder}
+	t := broker.Topology{Exchange: e.exchange, Queue: e.queue, QueueType: e.queueType, Ladder: ladder}
 	return t.Declare(ch)
 }
 

@@ -13,9 +13,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/sender"
+	"github.com/webhookd/webhookd/worker"
 )
 
 // runLatency runs a worker inside the bench process at a steady rate and splits the
@@ -64,9 +65,9 @@ func runLatency(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	w := consumer.New(consumer.Config{
+	w, err := worker.New(worker.Config{
 		AMQPURL:         amqpURL,
-		Topology:        consumer.Topology{Exchange: e.exchange, Queue: e.queue, QueueType: "quorum", Ladder: ladder},
+		Topology:        broker.Topology{Exchange: e.exchange, Queue: e.queue, QueueType: "quorum", Ladder: ladder},
 		Concurrency:     *concurrency,
 		Prefetch:        *prefetch,
 		MaxEventBytes:   1 << 20,
@@ -75,6 +76,9 @@ func runLatency(ctx context.Context, args []string) error {
 		Name:            e.name,
 	}, timedStore{store, st}, repository.NewCache(store, 5*time.Second, nil), timedSender{snd, st},
 		slog.New(slog.NewJSONHandler(logFile, nil)), nil)
+	if err != nil {
+		return err
+	}
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- w.Run(wctx) }()

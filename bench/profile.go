@@ -16,9 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/sender"
+	"github.com/webhookd/webhookd/worker"
 )
 
 // runProfile drains a backlog with a worker running inside the bench process under a CPU
@@ -103,9 +104,9 @@ func runProfile(ctx context.Context, args []string) error {
 			return
 		}
 		log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		w := consumer.New(consumer.Config{
+		w, werr := worker.New(worker.Config{
 			AMQPURL:         amqpURL,
-			Topology:        consumer.Topology{Exchange: e.exchange, Queue: e.queue, QueueType: *queueType, Ladder: ladder},
+			Topology:        broker.Topology{Exchange: e.exchange, Queue: e.queue, QueueType: *queueType, Ladder: ladder},
 			Concurrency:     *concurrency,
 			Prefetch:        *prefetch,
 			MaxEventBytes:   1 << 20,
@@ -114,6 +115,10 @@ func runProfile(ctx context.Context, args []string) error {
 			Version:         "bench",
 			Name:            e.name,
 		}, store, cache, snd, log, nil)
+		if werr != nil {
+			err = werr
+			return
+		}
 		f, perr := os.Create(*out)
 		if perr != nil {
 			err = perr

@@ -5,66 +5,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// The worker's metrics, registered with Prometheus' default registry.
+// The consumer's metrics, registered with Prometheus' default registry.
 var (
-	metricDeliveries = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "webhookd_deliveries_total",
-		Help: "Delivery attempts by outcome: succeeded, retried, failed.",
-	}, []string{"outcome"})
-	metricAttemptSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name:    "webhookd_attempt_duration_seconds",
-		Help:    "Time of one HTTP delivery attempt.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-	})
-	metricRetries = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "webhookd_retries_parked_total",
-		Help: "Deliveries parked in a retry queue, by delay.",
-	}, []string{"delay"})
-	metricPostponed = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "webhookd_deliveries_postponed_total",
-		Help: "Deliveries parked in the first retry queue without an attempt: their webhook was slow and had its share of attempts in flight, or the slow webhooks together had theirs.",
-	})
-	metricDead = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "webhookd_dead_lettered_total",
-		Help: "Messages sent to the dead queue, by kind of message.",
-	}, []string{"kind"})
-	metricInFlight = promauto.NewGauge(prometheus.GaugeOpts{
-		Name: "webhookd_deliveries_in_flight",
-		Help: "Delivery attempts in progress.",
-	})
 	metricMessages = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "webhookd_messages_total",
 		Help: "Messages taken off the work queue, by how they were settled: ack, requeue.",
 	}, []string{"result"})
-	metricDisabled = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "webhookd_webhooks_disabled_total",
-		Help: "Webhooks the worker disabled (410 Gone or too many failures in a row).",
-	})
-	// MetricCacheLookups counts webhook cache lookups by result: hit or miss.
-	MetricCacheLookups = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "webhookd_cache_lookups_total",
-		Help: "Webhook cache lookups by result.",
-	}, []string{"result"})
-	// MetricBatchSize observes the size of each group commit, by kind: claim or record.
-	MetricBatchSize = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "webhookd_log_batch_size",
-		Help:    "Rows per group commit of the delivery log.",
-		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	metricDead = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "webhookd_dead_lettered_total",
+		Help: "Messages sent to the dead queue, by kind of message.",
 	}, []string{"kind"})
 )
 
 // Known label values are created up front so that dashboards see zeros, not missing series.
 func init() {
-	for _, o := range []string{"succeeded", "retried", "failed"} {
-		metricDeliveries.WithLabelValues(o)
-	}
 	for _, r := range []string{"ack", "requeue"} {
 		metricMessages.WithLabelValues(r)
 	}
-	for _, r := range []string{"hit", "miss"} {
-		MetricCacheLookups.WithLabelValues(r)
-	}
-	for _, k := range []string{"event", "retry", "redeliver"} {
+	for _, k := range []string{"event", "retry", "redeliver", "postponed"} {
 		metricDead.WithLabelValues(k)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/internal/testbed"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
@@ -98,7 +98,7 @@ func TestRetryQueueDeleted(t *testing.T) {
 	}
 
 	// Declared again, as the worker declares it, the queue takes the retries.
-	topo := consumer.Topology{Exchange: bed.Exchange, Queue: bed.Queue, QueueType: "quorum", Ladder: ladder}
+	topo := broker.Topology{Exchange: bed.Exchange, Queue: bed.Queue, QueueType: "quorum", Ladder: ladder}
 	if err := topo.Declare(bed.Channel()); err != nil {
 		t.Fatalf("declare the topology again: %v", err)
 	}
@@ -134,7 +134,7 @@ func TestForgedXDeath(t *testing.T) {
 		{"x-death": "not a list"},
 		{"x-death": []any{amqp.Table{"count": "many"}}},
 		// The worker's own retry headers on an event, as a confused publisher might set them.
-		{"x-death": []any{death(1, bed.Queue)}, consumer.HeaderAttempt: int32(4), consumer.HeaderStep: int32(2)},
+		{"x-death": []any{death(1, bed.Queue)}, broker.HeaderAttempt: int32(4), broker.HeaderStep: int32(2)},
 	}
 	var events []string
 	for round := range 4 {
@@ -214,7 +214,7 @@ func TestDuplicateAndRedeliverAtOnce(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					errs <- l.PublishRaw("", bed.Queue, amqp.Publishing{Type: consumer.TypeRedeliver, ContentType: "application/json", Body: body})
+					errs <- l.PublishRaw("", bed.Queue, amqp.Publishing{Type: broker.TypeRedeliver, ContentType: "application/json", Body: body})
 				}()
 			}
 		}

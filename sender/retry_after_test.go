@@ -41,7 +41,8 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 // TestSendRetryAfter goes through a real receiver, which answers with the status and
-// Retry-After the test asks for, to show that only 429 and 503 carry a delay.
+// Retry-After the test asks for, to show that the header is read whatever the status (retry.Decide says which statuses
+// heed it).
 func TestSendRetryAfter(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -66,9 +67,9 @@ func TestSendRetryAfter(t *testing.T) {
 		{429, "tomorrow", 0},
 		{429, "-30", 0},
 		{429, "", 0},
-		{200, "120", 0},
-		{500, "120", 0},
-		{302, date, 0},
+		{200, "120", 2 * time.Minute},
+		{500, "120", 2 * time.Minute},
+		{302, date, 10 * time.Minute},
 	}
 	for _, tt := range tests {
 		header := http.Header{"X-Test-Status": {strconv.Itoa(tt.status)}}

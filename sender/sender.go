@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"syscall"
 	"time"
+
+	"github.com/webhookd/webhookd/retry"
 )
 
 const (
@@ -91,8 +93,9 @@ type Response struct {
 	StatusCode int
 	// Body is the first 1 KiB of the response body, for the delivery log.
 	Body []byte
-	// RetryAfter is the Retry-After of a 429 or 503 (delta seconds or HTTP date), 0 when absent,
-	// invalid or already past, and always 0 for other statuses.
+	// RetryAfter is the answer's Retry-After (delta seconds or HTTP date) as a delay from the
+	// answer, 0 when absent, invalid or already past. What it means for the next attempt is
+	// retry.Decide's business.
 	RetryAfter time.Duration
 	// Duration is how long the attempt took, dialling and reading the body included.
 	Duration time.Duration
@@ -153,10 +156,18 @@ func New(opts Options) *Sender {
 // Send POSTs req.Body to req.URL with req.Header, within Options.Timeout or ctx, whichever ends
 // first. A non-2xx status is not an error: StatusCode tells. An error means the attempt failed
 // without a usable response: invalid URL, refused destination, DNS, connect or TLS error,
-// timeout. Errors wrapping ErrInvalidURL or ErrDestinationRefused are permanent; check them
-// with errors.Is. When headers arrived but the body could not be read in time, the error comes
+// timeout. Errors wrapping ErrInvalidURL or ErrDestinationRefused are marked retry.Permanent:
+// no retry can fix them. When headers arrived but the body could not be read in time, the error comes
 // with the StatusCode that did arrive; the attempt has still failed.
 func (s *Sender) Send(ctx context.Context, req Request) (Response, error) {
+	resp, err := s.send(ctx, req)
+	if errors.Is(err, ErrInvalidURL) || errors.Is(err, ErrDestinationRefused) {
+		err = retry.Permanent(err)
+	}
+	return resp, err
+}
+
+func (s *Sender) send(ctx context.Context, req Request) (Response, error) {
 	if _, err := parseURL(req.URL); err != nil {
 		return Response{}, err
 	}
@@ -193,9 +204,7 @@ func (s *Sender) Send(ctx context.Context, req Request) (Response, error) {
 	if err != nil {
 		return out, s.attemptError(parent, ctx, "read response body", err)
 	}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		out.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), s.now())
-	}
+	out.RetryAfter = parseRetryAfter(resp.Header.Get(HeaderRetryAfter), s.now())
 	return out, nil
 }
 

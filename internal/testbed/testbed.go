@@ -17,7 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
 )
@@ -175,7 +175,7 @@ func (b *Bed) Channel() *amqp.Channel {
 // exactly as the worker does, so that events published before a worker starts are kept.
 func (b *Bed) DeclareTopology(queueType string) {
 	b.T.Helper()
-	t := consumer.Topology{Exchange: b.Exchange, Queue: b.Queue, QueueType: queueType}
+	t := broker.Topology{Exchange: b.Exchange, Queue: b.Queue, QueueType: queueType}
 	if err := t.Declare(b.Channel()); err != nil {
 		b.T.Fatalf("declare topology: %v", err)
 	}

@@ -9,10 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
 	"github.com/webhookd/webhookd/sender"
+	"github.com/webhookd/webhookd/worker"
 )
 
 // Clock is a settable clock for the webhook cache.
@@ -56,7 +57,7 @@ type WorkerOptions struct {
 
 // Running is a worker running in the test process.
 type Running struct {
-	Worker *consumer.Worker
+	Worker *worker.Worker
 	Cache  *repository.Cache
 	cancel context.CancelFunc
 	done   chan error
@@ -122,9 +123,9 @@ func (b *Bed) StartWorker(o WorkerOptions) *Running {
 		out = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", b.Name)
-	w := consumer.New(consumer.Config{
+	w, err := worker.New(worker.Config{
 		AMQPURL: AMQPURL,
-		Topology: consumer.Topology{
+		Topology: broker.Topology{
 			Exchange:  b.Exchange,
 			Queue:     b.Queue,
 			QueueType: o.QueueType,
@@ -138,6 +139,9 @@ func (b *Bed) StartWorker(o WorkerOptions) *Running {
 		Version:         "test",
 		Name:            o.Name,
 	}, b.Store, cache, snd, log, nil)
+	if err != nil {
+		b.T.Fatalf("worker.New: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Running{Worker: w, Cache: cache, cancel: cancel, done: make(chan error, 1)}
 	go func() {

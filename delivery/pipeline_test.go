@@ -1,4 +1,4 @@
-package consumer_test
+package delivery_test
 
 import (
 	"crypto/hmac"

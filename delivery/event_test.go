@@ -1,11 +1,12 @@
-package consumer
+package delivery
 
 import (
 	"database/sql"
-	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/webhookd/webhookd/consumer"
 )
 
 func TestParseEvent(t *testing.T) {
@@ -60,9 +61,8 @@ func TestParseEvent(t *testing.T) {
 				}
 				return
 			}
-			var p poison
-			if !errors.As(err, &p) || !strings.Contains(p.reason, tt.wantErr) {
-				t.Fatalf("parseEvent error = %v, want poison mentioning %q", err, tt.wantErr)
+			if !consumer.IsRejected(err) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("parseEvent error = %v, want a rejection mentioning %q", err, tt.wantErr)
 			}
 		})
 	}
@@ -85,9 +85,8 @@ func FuzzParseEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, key string) {
 		ev, err := parseEvent(body, key, 1<<20, time.Unix(0, 0))
 		if err != nil {
-			var p poison
-			if !errors.As(err, &p) {
-				t.Fatalf("error is not a poison reason: %v", err)
+			if !consumer.IsRejected(err) {
+				t.Fatalf("error is not a rejection: %v", err)
 			}
 			return
 		}

@@ -1,16 +1,16 @@
-package consumer
+package delivery
 
 import (
 	"bytes"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"math"
 	"regexp"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/formatter"
 	"github.com/webhookd/webhookd/repository"
 )
@@ -18,30 +18,23 @@ import (
 // eventName is OBJECT.ACTION: two upper-case words joined by one dot.
 var eventName = regexp.MustCompile(`^[A-Z][A-Z0-9_]*\.[A-Z][A-Z0-9_]*$`)
 
-// poison is an error that no retry can fix: the message goes to the dead queue with Reason.
-type poison struct{ reason string }
-
-func (p poison) Error() string { return p.reason }
-
-func poisonf(format string, args ...any) error { return poison{fmt.Sprintf(format, args...)} }
-
 // parseEvent validates an event message (contract §1) and returns the event to record.
 // receivedAt stamps events that carry no occurredAt.
 func parseEvent(body []byte, routingKey string, maxBytes int, receivedAt time.Time) (repository.Event, error) {
 	var ev repository.Event
 	if len(body) > maxBytes {
-		return ev, poisonf("event too large: %d bytes, limit %d", len(body), maxBytes)
+		return ev, consumer.Rejectf("event too large: %d bytes, limit %d", len(body), maxBytes)
 	}
 	if !utf8.Valid(body) {
-		return ev, poisonf("body is not valid UTF-8")
+		return ev, consumer.Rejectf("body is not valid UTF-8")
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return ev, poisonf("body is not a JSON object")
+		return ev, consumer.Rejectf("body is not a JSON object")
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
-		return ev, poisonf("body is not valid JSON: %v", err)
+		return ev, consumer.Rejectf("body is not valid JSON: %v", err)
 	}
 
 	var err error
@@ -49,16 +42,16 @@ func parseEvent(body []byte, routingKey string, maxBytes int, receivedAt time.Ti
 		return ev, err
 	}
 	if n := utf8.RuneCountInString(ev.ID); n < 1 || n > 64 {
-		return ev, poisonf("field id: want 1 to 64 characters, got %d", n)
+		return ev, consumer.Rejectf("field id: want 1 to 64 characters, got %d", n)
 	}
 	if ev.Name, err = stringField(fields, "event", true); err != nil {
 		return ev, err
 	}
 	if len(ev.Name) > 64 || !eventName.MatchString(ev.Name) {
-		return ev, poisonf("field event: %q is not an OBJECT.ACTION event name", ev.Name)
+		return ev, consumer.Rejectf("field event: %q is not an OBJECT.ACTION event name", ev.Name)
 	}
 	if ev.Name != routingKey {
-		return ev, poisonf("field event: %q does not match routing key %q", ev.Name, routingKey)
+		return ev, consumer.Rejectf("field event: %q does not match routing key %q", ev.Name, routingKey)
 	}
 	account, err := positiveInt(fields, "accountId", true)
 	if err != nil {
@@ -73,15 +66,15 @@ func parseEvent(body []byte, routingKey string, maxBytes int, receivedAt time.Ti
 		case '"':
 			var s string
 			if err := json.Unmarshal(raw, &s); err != nil {
-				return ev, poisonf("field objectId: %v", err)
+				return ev, consumer.Rejectf("field objectId: %v", err)
 			}
 		default:
 			if _, ok := integer(raw); !ok {
-				return ev, poisonf("field objectId: want an integer or a string, got %s", clip(raw))
+				return ev, consumer.Rejectf("field objectId: want an integer or a string, got %s", clip(raw))
 			}
 		}
 		if len(raw) > 1024 {
-			return ev, poisonf("field objectId: longer than 1024 bytes")
+			return ev, consumer.Rejectf("field objectId: longer than 1024 bytes")
 		}
 		ev.ObjectID = sql.NullString{String: string(raw), Valid: true}
 	}
@@ -92,7 +85,7 @@ func parseEvent(body []byte, routingKey string, maxBytes int, receivedAt time.Ti
 	if occurred == "" {
 		occurred = receivedAt.UTC().Format(time.RFC3339Nano)
 	} else if _, err := time.Parse(time.RFC3339Nano, occurred); err != nil || len(occurred) > 64 {
-		return ev, poisonf("field occurredAt: %q is not an RFC 3339 time", occurred)
+		return ev, consumer.Rejectf("field occurredAt: %q is not an RFC 3339 time", occurred)
 	}
 	ev.OccurredAt = occurred
 	ev.Data = []byte("null")
@@ -116,16 +109,16 @@ func stringField(fields map[string]json.RawMessage, name string, required bool) 
 	raw, ok := present(fields, name)
 	if !ok {
 		if required {
-			return "", poisonf("field %s: missing", name)
+			return "", consumer.Rejectf("field %s: missing", name)
 		}
 		return "", nil
 	}
 	var s string
 	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		return "", poisonf("field %s: want a string, got %s", name, clip(raw))
+		return "", consumer.Rejectf("field %s: want a string, got %s", name, clip(raw))
 	}
 	if required && s == "" {
-		return "", poisonf("field %s: empty", name)
+		return "", consumer.Rejectf("field %s: empty", name)
 	}
 	return s, nil
 }
@@ -134,13 +127,13 @@ func positiveInt(fields map[string]json.RawMessage, name string, required bool) 
 	raw, ok := present(fields, name)
 	if !ok {
 		if required {
-			return sql.NullInt64{}, poisonf("field %s: missing", name)
+			return sql.NullInt64{}, consumer.Rejectf("field %s: missing", name)
 		}
 		return sql.NullInt64{}, nil
 	}
 	n, ok := integer(raw)
 	if !ok || n <= 0 {
-		return sql.NullInt64{}, poisonf("field %s: want a positive integer, got %s", name, clip(raw))
+		return sql.NullInt64{}, consumer.Rejectf("field %s: want a positive integer, got %s", name, clip(raw))
 	}
 	return sql.NullInt64{Int64: n, Valid: true}, nil
 }

@@ -1,4 +1,4 @@
-package consumer
+package broker
 
 import (
 	"context"
@@ -6,9 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/webhookd/webhookd/internal/backoff"
 )
+
+// PublishTimeout bounds the wait for the confirm of one of the worker's own messages.
+const PublishTimeout = 10 * time.Second
 
 // Publishing is one message to publish with a confirm.
 type Publishing struct {
@@ -78,25 +84,25 @@ func (p *Publisher) Publish(ctx context.Context, pub Publishing) error {
 
 // Run keeps a confirming channel open until ctx ends, reconnecting with backoff.
 func (p *Publisher) Run(ctx context.Context) error {
-	bo := newBackoff()
+	bo := backoff.New()
 	for {
 		err := p.session(ctx)
 		if p.ready.Swap(false) {
-			bo.reset()
+			bo.Reset()
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		d := bo.next()
+		d := bo.Next()
 		p.log.Warn("publisher connection lost, reconnecting", "err", err, "in", d)
-		if !sleepCtx(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return nil
 		}
 	}
 }
 
 func (p *Publisher) session(ctx context.Context) error {
-	conn, err := dial(p.url, p.name)
+	conn, err := Dial(p.url, p.name)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package consumer_test
+package delivery_test
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/webhookd/webhookd/consumer"
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/internal/testbed"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
@@ -170,13 +170,13 @@ func TestAutoDisableNotifies(t *testing.T) {
 	notes := bed.Name + ".notes"
 	bed.TrackQueue(notes)
 	ch := bed.Channel()
-	if err := ch.ExchangeDeclare(consumer.NotificationExchange, "topic", true, false, false, false, nil); err != nil {
+	if err := ch.ExchangeDeclare(broker.NotificationExchange, "topic", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ch.QueueDeclare(notes, false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.QueueBind(notes, "webhook.disabled", consumer.NotificationExchange, false, nil); err != nil {
+	if err := ch.QueueBind(notes, "webhook.disabled", broker.NotificationExchange, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	bed.StartWorker(testbed.WorkerOptions{Ladder: retry.Ladder{50 * time.Millisecond}, DisableAfter: 2, Concurrency: 1, Prefetch: 1})
@@ -305,14 +305,14 @@ func TestPoisonMessagesGoToDeadQueue(t *testing.T) {
 		{name: "bad event name", key: "task.created", body: testbed.Event("a", "task.created", 1, ""), reason: "field event"},
 		{name: "event differs from key", key: "TASK.DELETED", body: testbed.Event("a", "TASK.CREATED", 1, ""), reason: "does not match routing key"},
 		{name: "too large", key: "TASK.CREATED", body: big, reason: "too large"},
-		{name: "unknown redelivery", key: "", body: `{"redeliver":"nope"}`, msgType: consumer.TypeRedeliver, reason: "unknown delivery id"},
-		{name: "unknown retry", key: "", msgType: consumer.TypeRetry, reason: "unknown delivery id",
-			headers: amqp.Table{consumer.HeaderDelivery: "nope", consumer.HeaderAttempt: int32(2), consumer.HeaderStep: int32(1)}},
-		{name: "retry without headers", key: "", msgType: consumer.TypeRetry, reason: "headers"},
-		{name: "postponed not a list", key: "", body: `{"delivery":"x"}`, msgType: consumer.TypePostponed, reason: "want a JSON array"},
-		{name: "postponed empty", key: "", body: `[]`, msgType: consumer.TypePostponed, reason: "want a JSON array"},
+		{name: "unknown redelivery", key: "", body: `{"redeliver":"nope"}`, msgType: broker.TypeRedeliver, reason: "unknown delivery id"},
+		{name: "unknown retry", key: "", msgType: broker.TypeRetry, reason: "unknown delivery id",
+			headers: amqp.Table{broker.HeaderDelivery: "nope", broker.HeaderAttempt: int32(2), broker.HeaderStep: int32(1)}},
+		{name: "retry without headers", key: "", msgType: broker.TypeRetry, reason: "headers"},
+		{name: "postponed not a list", key: "", body: `{"delivery":"x"}`, msgType: broker.TypePostponed, reason: "want a JSON array"},
+		{name: "postponed empty", key: "", body: `[]`, msgType: broker.TypePostponed, reason: "want a JSON array"},
 		{name: "postponed without event", key: "", body: `[{"delivery":"x","webhook":1,"attempt":1,"step":0}]`,
-			msgType: consumer.TypePostponed, reason: "not a valid delivery"},
+			msgType: broker.TypePostponed, reason: "not a valid delivery"},
 	}
 	for _, c := range cases {
 		headers := amqp.Table{"x-case": c.name}
@@ -331,7 +331,7 @@ func TestPoisonMessagesGoToDeadQueue(t *testing.T) {
 	got := map[string]string{}
 	for range cases {
 		msg := bed.Get(bed.Queue+".dead", wait)
-		reason, _ := msg.Headers[consumer.HeaderError].(string)
+		reason, _ := msg.Headers[broker.HeaderError].(string)
 		name, _ := msg.Headers["x-case"].(string)
 		got[name] = reason
 		if _, ok := msg.Headers["x-death"]; ok {

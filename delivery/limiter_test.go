@@ -1,4 +1,4 @@
-package consumer
+package delivery
 
 import (
 	"context"
@@ -26,14 +26,14 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// newTestShares makes shares of one attempt per webhook, on a clock of their own.
-func newTestShares() (*hookShares, *fakeClock) {
+// newTestLimiter makes shares of one attempt per webhook, on a clock of their own.
+func newTestLimiter() (*limiter, *fakeClock) {
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	return newHookShares(hookShareDivisor, 0, clock.now), clock
+	return newLimiter(hookShareDivisor, 0, clock.now), clock
 }
 
 // acquireOK takes a place in webhook 7's share and fails the test unless it gets one.
-func acquireOK(t *testing.T, s *hookShares) func() {
+func acquireOK(t *testing.T, s *limiter) func() {
 	t.Helper()
 	release, ok, err := startAttempt(s, context.Background(), 7)
 	if err != nil || !ok {
@@ -43,7 +43,7 @@ func acquireOK(t *testing.T, s *hookShares) func() {
 }
 
 // acquireLater starts an acquire that is expected to wait, and returns where its result goes.
-func acquireLater(s *hookShares) chan error {
+func acquireLater(s *limiter) chan error {
 	got := make(chan error, 1)
 	go func() {
 		release, ok, err := startAttempt(s, context.Background(), 7)
@@ -62,7 +62,7 @@ func acquireLater(s *hookShares) chan error {
 
 func TestHookSharesPostponeSlowWebhook(t *testing.T) {
 	t.Parallel()
-	s, clock := newTestShares()
+	s, clock := newTestLimiter()
 
 	// Full, its attempt quick so far: the next delivery waits for the place.
 	first := acquireOK(t, s)
@@ -100,7 +100,7 @@ func TestHookSharesPostponeSlowWebhook(t *testing.T) {
 
 func TestHookSharesSlowMemoryEnds(t *testing.T) {
 	t.Parallel()
-	s, clock := newTestShares()
+	s, clock := newTestLimiter()
 	first := acquireOK(t, s)
 	clock.advance(2 * slowAttempt)
 	first() // slow
@@ -116,7 +116,7 @@ func TestHookSharesSlowMemoryEnds(t *testing.T) {
 
 func TestHookSharesWaitEndsWithContext(t *testing.T) {
 	t.Parallel()
-	s, _ := newTestShares()
+	s, _ := newTestLimiter()
 	release := acquireOK(t, s)
 	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,7 +128,7 @@ func TestHookSharesWaitEndsWithContext(t *testing.T) {
 
 func TestHookSharesSeparateWebhooks(t *testing.T) {
 	t.Parallel()
-	s, clock := newTestShares()
+	s, clock := newTestLimiter()
 	slow := acquireOK(t, s)
 	defer slow()
 	clock.advance(2 * slowAttempt)
@@ -142,7 +142,7 @@ func TestHookSharesSeparateWebhooks(t *testing.T) {
 }
 
 // markSlow makes each of ids slow: an attempt that runs 2×slowAttempt. The clock moves.
-func markSlow(t *testing.T, s *hookShares, clock *fakeClock, ids ...uint64) {
+func markSlow(t *testing.T, s *limiter, clock *fakeClock, ids ...uint64) {
 	t.Helper()
 	var releases []func()
 	for _, id := range ids {
@@ -160,7 +160,7 @@ func markSlow(t *testing.T, s *hookShares, clock *fakeClock, ids ...uint64) {
 
 // take takes a place for webhook id and fails the test unless it gets one (want true) or is
 // postponed (want false).
-func take(t *testing.T, s *hookShares, id uint64, want bool) func() {
+func take(t *testing.T, s *limiter, id uint64, want bool) func() {
 	t.Helper()
 	release, ok, err := startAttempt(s, context.Background(), id)
 	if err != nil || ok != want {
@@ -172,7 +172,7 @@ func take(t *testing.T, s *hookShares, id uint64, want bool) func() {
 func TestHookSharesSlowWebhooksTogetherBounded(t *testing.T) {
 	t.Parallel()
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s := newHookShares(4, 0, clock.now) // a share of 1 each, 2 for the slow webhooks together
+	s := newLimiter(4, 0, clock.now) // a share of 1 each, 2 for the slow webhooks together
 	markSlow(t, s, clock, 1, 2, 3)
 
 	first := take(t, s, 1, true)
@@ -203,8 +203,8 @@ func TestHookSharesSlowWebhooksTogetherBounded(t *testing.T) {
 func TestHookSharesSlowWebhookGetsItsPart(t *testing.T) {
 	t.Parallel()
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s := newHookShares(16, 0, clock.now) // a share of 4 each, 8 for the slow webhooks together
-	markSlow(t, s, clock, 1, 2, 3)       // three slow webhooks: a part of 8/3 = 2 each
+	s := newLimiter(16, 0, clock.now) // a share of 4 each, 8 for the slow webhooks together
+	markSlow(t, s, clock, 1, 2, 3)    // three slow webhooks: a part of 8/3 = 2 each
 
 	held := []func(){take(t, s, 1, true), take(t, s, 1, true)}
 	// Webhook 1 has its part, though its share and the bound have room.
@@ -232,7 +232,7 @@ func TestHookSharesSlowWebhookGetsItsPart(t *testing.T) {
 // place was held, and a slow place's count goes back.
 func TestHookSharesPlaceNeverBegun(t *testing.T) {
 	t.Parallel()
-	s, clock := newTestShares()
+	s, clock := newTestLimiter()
 	p := reserve(t, s, 7)
 	clock.advance(2 * slowAttempt)
 	p.release()
@@ -256,7 +256,7 @@ func TestHookSharesPlaceNeverBegun(t *testing.T) {
 
 // reserve takes a place in webhook id's share without beginning its attempt, as a delivery
 // does before it waits for a slot, and fails the test unless it gets one.
-func reserve(t *testing.T, s *hookShares, id uint64) *place {
+func reserve(t *testing.T, s *limiter, id uint64) *permit {
 	t.Helper()
 	p, ok, err := s.acquire(context.Background(), id)
 	if err != nil || !ok {
@@ -267,7 +267,7 @@ func reserve(t *testing.T, s *hookShares, id uint64) *place {
 
 // startAttempt takes a place in webhook id's share and begins its attempt at once, as a
 // delivery does that finds a slot free. It returns the place's release.
-func startAttempt(s *hookShares, ctx context.Context, id uint64) (func(), bool, error) {
+func startAttempt(s *limiter, ctx context.Context, id uint64) (func(), bool, error) {
 	p, ok, err := s.acquire(ctx, id)
 	if !ok || err != nil {
 		return nil, ok, err
@@ -281,15 +281,15 @@ func startAttempt(s *hookShares, ctx context.Context, id uint64) (func(), bool, 
 // is not slow: a delivery behind it waits for a place instead of being postponed.
 func TestHookSharesWaitingForASlotIsNotSlow(t *testing.T) {
 	t.Parallel()
-	s, clock := newTestShares()
+	s, clock := newTestLimiter()
 	p := reserve(t, s, 7)
 	clock.advance(2 * slowAttempt)
-	if wait, slow := s.patience(7, s.m[7]); slow || wait <= 0 {
+	if wait, slow := s.waitLimit(7, s.m[7]); slow || wait <= 0 {
 		t.Fatalf("share full of a place waiting for a slot: slow %v, wait %v; want a wait, not slow", slow, wait)
 	}
 	p.begin()
 	clock.advance(2 * slowAttempt)
-	if _, slow := s.patience(7, s.m[7]); !slow {
+	if _, slow := s.waitLimit(7, s.m[7]); !slow {
 		t.Fatalf("share full of an attempt running 2×slowAttempt: not slow, want slow")
 	}
 	p.release()

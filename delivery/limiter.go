@@ -1,4 +1,4 @@
-package consumer
+package delivery
 
 import (
 	"context"
@@ -32,11 +32,11 @@ const slowAttempt = 250 * time.Millisecond
 // slowMemory is how long, at least, a webhook counts as slow after it was last seen slow (an
 // attempt that ran slowAttempt, or a delivery postponed), unless an attempt ends quickly
 // first. A mark lasts twice the wait of a postponed delivery where that is longer (see
-// newHookShares), so that it does not lapse while the webhook's deliveries are away and let
+// newLimiter), so that it does not lapse while the webhook's deliveries are away and let
 // them all back in uncounted.
 const slowMemory = time.Minute
 
-// hookShares bounds each webhook's attempts in flight. A delivery over its webhook's share
+// limiter bounds each webhook's attempts in flight. A delivery over its webhook's share
 // waits for a place while the share's attempts are quick. Once the oldest has run for
 // slowAttempt, waiting would hold the delivery's message, and with it the message's other
 // deliveries and a prefetch place, for as long as the endpoint takes: the delivery is
@@ -46,12 +46,12 @@ const slowMemory = time.Minute
 // too, together and each (see slowShareDivisor): past either bound a slow webhook's
 // deliveries are postponed even while its own share has room, and it stays slow until one
 // of its attempts ends quickly.
-type hookShares struct {
+type limiter struct {
 	max     int64
 	slowMax int
 	now     func() time.Time
 	mu      sync.Mutex
-	m       map[uint64]*hookShare
+	m       map[uint64]*webhookShare
 	slow    map[uint64]time.Time // when each slow webhook was last seen slow
 	memory  time.Duration        // how long a mark in slow lasts (see slowMemory)
 	sweptAt time.Time            // when expired entries of slow were last dropped
@@ -60,31 +60,31 @@ type hookShares struct {
 	slowInFlight int
 }
 
-type hookShare struct {
+type webhookShare struct {
 	sem     *semaphore.Weighted
 	users   int         // holders and waiters; the entry goes when none is left
 	starts  []time.Time // when each attempt in flight started
 	counted int         // places held that count in slowInFlight
 }
 
-// newHookShares bounds the shares of a pool of concurrency slots; postponed deliveries wait
+// newLimiter bounds the shares of a pool of concurrency slots; postponed deliveries wait
 // postponeDelay before they come back.
-func newHookShares(concurrency int, postponeDelay time.Duration, now func() time.Time) *hookShares {
-	return &hookShares{
+func newLimiter(concurrency int, postponeDelay time.Duration, now func() time.Time) *limiter {
+	return &limiter{
 		memory:  max(slowMemory, 2*postponeDelay),
 		max:     int64(max(1, concurrency/hookShareDivisor)),
 		slowMax: max(1, concurrency/slowShareDivisor),
 		now:     now,
-		m:       map[uint64]*hookShare{},
+		m:       map[uint64]*webhookShare{},
 		slow:    map[uint64]time.Time{},
 	}
 }
 
 // place is a delivery's place in its webhook's share, taken by acquire.
-type place struct {
-	s  *hookShares
+type permit struct {
+	s  *limiter
 	id uint64
-	h  *hookShare
+	h  *webhookShare
 	// counted marks a place taken while the webhook was slow: it counts toward slowMax.
 	counted bool
 	// start is when the attempt began (see begin); zero while it waits for a slot.
@@ -95,17 +95,17 @@ type place struct {
 // webhook is slow and its share, or the slow webhooks' together, is full; otherwise acquire
 // waits for a place until ctx ends. The caller calls begin once its attempt starts and
 // release when it ends.
-func (s *hookShares) acquire(ctx context.Context, id uint64) (p *place, ok bool, err error) {
+func (s *limiter) acquire(ctx context.Context, id uint64) (p *permit, ok bool, err error) {
 	s.mu.Lock()
 	h := s.m[id]
 	if h == nil {
-		h = &hookShare{sem: semaphore.NewWeighted(s.max)}
+		h = &webhookShare{sem: semaphore.NewWeighted(s.max)}
 		s.m[id] = h
 	}
 	h.users++
 	s.mu.Unlock()
 	for !h.sem.TryAcquire(1) {
-		wait, slow := s.patience(id, h)
+		wait, slow := s.waitLimit(id, h)
 		if slow {
 			s.leave(id, h)
 			return nil, false, nil
@@ -139,13 +139,13 @@ func (s *hookShares) acquire(ctx context.Context, id uint64) (p *place, ok bool,
 		h.counted++
 	}
 	s.mu.Unlock()
-	return &place{s: s, id: id, h: h, counted: counted}, true, nil
+	return &permit{s: s, id: id, h: h, counted: counted}, true, nil
 }
 
 // begin marks the place's attempt as started. Only started attempts make their webhook
 // look slow: a place waiting for one of the worker's slots, which other webhooks may hold,
 // says nothing of this webhook's endpoint.
-func (p *place) begin() {
+func (p *permit) begin() {
 	s := p.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -155,7 +155,7 @@ func (p *place) begin() {
 
 // release gives the place back. An attempt that ran for slowAttempt or longer marks its
 // webhook slow; a quicker one clears the mark.
-func (p *place) release() {
+func (p *permit) release() {
 	s, h := p.s, p.h
 	s.mu.Lock()
 	if p.counted {
@@ -179,7 +179,7 @@ func (p *place) release() {
 
 // isSlow reports whether webhook id was seen slow within s.memory of t, and forgets an
 // older mark. s.mu is held.
-func (s *hookShares) isSlow(id uint64, t time.Time) bool {
+func (s *limiter) isSlow(id uint64, t time.Time) bool {
 	seen, ok := s.slow[id]
 	if ok && t.Sub(seen) >= s.memory {
 		delete(s.slow, id)
@@ -191,7 +191,7 @@ func (s *hookShares) isSlow(id uint64, t time.Time) bool {
 // slowPart is each slow webhook's part of slowMax: an even split among the webhooks marked
 // slow, at least one place. With no more slow webhooks than slowMax, the others' parts
 // always leave room for one that has none. s.mu is held.
-func (s *hookShares) slowPart(t time.Time) int {
+func (s *limiter) slowPart(t time.Time) int {
 	if t.Sub(s.sweptAt) >= slowAttempt {
 		for id, seen := range s.slow {
 			if t.Sub(seen) >= s.memory {
@@ -203,9 +203,9 @@ func (s *hookShares) slowPart(t time.Time) int {
 	return max(1, s.slowMax/max(1, len(s.slow)))
 }
 
-// patience says, for a webhook whose share is full, whether it is slow and, if not, how long
+// waitLimit says, for a webhook whose share is full, whether it is slow and, if not, how long
 // a delivery may wait for a place before looking again.
-func (s *hookShares) patience(id uint64, h *hookShare) (time.Duration, bool) {
+func (s *limiter) waitLimit(id uint64, h *webhookShare) (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.now()
@@ -224,7 +224,7 @@ func (s *hookShares) patience(id uint64, h *hookShare) (time.Duration, bool) {
 	return slowAttempt - age, false
 }
 
-func (s *hookShares) leave(id uint64, h *hookShare) {
+func (s *limiter) leave(id uint64, h *webhookShare) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h.users--; h.users == 0 {

@@ -1,0 +1,227 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Message types of the worker's own messages. An event from the monolith has no type.
+const (
+	// TypeRetry marks a delivery coming back from a retry queue; its headers say which.
+	TypeRetry = "retry"
+	// TypeRedeliver marks a redelivery request: body {"redeliver":"<delivery id>"}.
+	TypeRedeliver = "redeliver"
+	// TypePostponed marks a message of postponed deliveries: body a JSON array of Postponed.
+	TypePostponed = "postponed"
+)
+
+// Headers of the worker's own messages.
+const (
+	// HeaderDelivery carries the delivery id of a retry.
+	HeaderDelivery = "x-webhookd-delivery"
+	// HeaderAttempt carries the number of the attempt a retry will make.
+	HeaderAttempt = "x-webhookd-attempt"
+	// HeaderStep carries the ladder step a retry is on.
+	HeaderStep = "x-webhookd-step"
+	// HeaderError carries the reason a message was dead-lettered.
+	HeaderError = "x-webhookd-error"
+	// HeaderExchange carries the exchange a dead-lettered message had come from.
+	HeaderExchange = "x-webhookd-exchange"
+	// HeaderRoutingKey carries the routing key a dead-lettered message had.
+	HeaderRoutingKey = "x-webhookd-routing-key"
+)
+
+// NotificationDisabled is the routing key of the webhook.disabled notification on
+// NotificationExchange.
+const NotificationDisabled = "webhook.disabled"
+
+// ErrMalformed marks a message of the worker's own whose headers or body are not of its type's
+// form. Such a message will never be processed.
+var ErrMalformed = errors.New("malformed message")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// Retry is the message that brings a delivery back from a retry queue for its next attempt.
+type Retry struct {
+	// DeliveryID is the delivery to attempt again.
+	DeliveryID string
+	// Attempt is the number of the attempt it will make: 2 or more after a failed attempt.
+	Attempt int
+	// Step is the ladder step it is on.
+	Step int
+}
+
+// Publishing is the persistent message for r, without a body: r travels in headers.
+func (r Retry) Publishing(now time.Time) amqp.Publishing {
+	return amqp.Publishing{
+		Headers: amqp.Table{
+			HeaderDelivery: r.DeliveryID,
+			HeaderAttempt:  int32(r.Attempt),
+			HeaderStep:     int32(r.Step),
+		},
+		Type:         TypeRetry,
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    now,
+	}
+}
+
+// ParseRetry reads a retry message's headers; the error wraps ErrMalformed.
+func ParseRetry(h amqp.Table) (Retry, error) {
+	id, _ := h[HeaderDelivery].(string)
+	attempt, okA := headerInt(h[HeaderAttempt])
+	step, okS := headerInt(h[HeaderStep])
+	// A failed attempt's retry carries 2 or more; 1 is a first attempt postponed by a worker
+	// from before postponements shared messages.
+	if id == "" || !okA || !okS || attempt < 1 || step < 0 {
+		return Retry{}, malformed("retry message without valid %s, %s and %s headers", HeaderDelivery, HeaderAttempt, HeaderStep)
+	}
+	return Retry{DeliveryID: id, Attempt: attempt, Step: step}, nil
+}
+
+// Redelivery is the persistent message asking for another attempt of delivery id.
+func Redelivery(id string, now time.Time) amqp.Publishing {
+	body, _ := json.Marshal(map[string]string{"redeliver": id})
+	return amqp.Publishing{
+		Type:         TypeRedeliver,
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    now,
+		Body:         body,
+	}
+}
+
+// ParseRedelivery reads the delivery id of a redelivery message's body; the error wraps
+// ErrMalformed.
+func ParseRedelivery(body []byte) (string, error) {
+	var req struct {
+		Redeliver string `json:"redeliver"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Redeliver == "" {
+		return "", malformed(`redelivery message: want {"redeliver":"<delivery id>"}`)
+	}
+	return req.Redeliver, nil
+}
+
+// Postponed is one delivery put off without using up an attempt. It carries what is needed
+// to make the attempt it has not made yet, even for a first attempt, whose delivery has no
+// row.
+type Postponed struct {
+	Delivery string `json:"delivery"`
+	Event    string `json:"event"`
+	Webhook  uint64 `json:"webhook"`
+	Attempt  int    `json:"attempt"`
+	Step     int    `json:"step"`
+	// Redelivery marks an attempt asked for whatever the delivery's status.
+	Redelivery bool `json:"redelivery,omitempty"`
+}
+
+// PostponedMessage is the persistent message carrying ps together.
+func PostponedMessage(ps []*Postponed, now time.Time) (amqp.Publishing, error) {
+	body, err := json.Marshal(ps)
+	if err != nil {
+		return amqp.Publishing{}, fmt.Errorf("encode postponed deliveries: %w", err)
+	}
+	return amqp.Publishing{
+		Type:         TypePostponed,
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    now,
+		Body:         body,
+	}, nil
+}
+
+// ParsePostponed reads a message of postponed deliveries; the error wraps ErrMalformed. It
+// checks the form of each entry, not that the delivery exists.
+func ParsePostponed(body []byte) ([]Postponed, error) {
+	var ps []Postponed
+	if err := json.Unmarshal(body, &ps); err != nil || len(ps) == 0 {
+		return nil, malformed("postponed deliveries: want a JSON array of deliveries")
+	}
+	for _, p := range ps {
+		if p.Event == "" || p.Delivery == "" || p.Attempt < 1 || p.Step < 0 {
+			return nil, malformed("postponed deliveries: %+v is not a valid delivery", p)
+		}
+	}
+	return ps, nil
+}
+
+// DeadLetter is the persistent copy of d for the dead queue: its body and properties, its
+// headers but the broker's own death records, the reason, and where it had come from.
+func DeadLetter(d amqp.Delivery, reason string, now time.Time) amqp.Publishing {
+	headers := amqp.Table{}
+	for k, v := range d.Headers {
+		switch k {
+		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason":
+		default:
+			headers[k] = v
+		}
+	}
+	headers[HeaderError] = reason
+	headers[HeaderExchange] = d.Exchange
+	headers[HeaderRoutingKey] = d.RoutingKey
+	return amqp.Publishing{
+		Headers:      headers,
+		ContentType:  d.ContentType,
+		MessageId:    d.MessageId,
+		AppId:        d.AppId,
+		Type:         d.Type,
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    now,
+		Body:         d.Body,
+	}
+}
+
+// Notification tells the monolith that something happened to a webhook.
+type Notification struct {
+	WebhookID uint64
+	AccountID uint64
+	URL       string
+	Reason    string
+	At        time.Time
+}
+
+// Publishing is the persistent JSON message of n (contract §4).
+func (n Notification) Publishing(now time.Time) amqp.Publishing {
+	body, _ := json.Marshal(map[string]any{
+		"webhookId": n.WebhookID,
+		"accountId": n.AccountID,
+		"url":       n.URL,
+		"reason":    n.Reason,
+		"at":        n.At.UTC().Format(time.RFC3339),
+	})
+	return amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    now,
+		Body:         body,
+	}
+}
+
+func headerInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int8:
+		return int(n), true
+	case int16:
+		return int(n), true
+	case int32:
+		return int(n), true
+	case int64:
+		return int(n), true
+	case int:
+		return n, true
+	case uint8:
+		return int(n), true
+	case uint16:
+		return int(n), true
+	case uint32:
+		return int(n), true
+	}
+	return 0, false
+}

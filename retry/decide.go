@@ -1,0 +1,95 @@
+package retry
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Verdict is what happens to a delivery after an attempt.
+type Verdict int
+
+const (
+	// Succeeded: the receiver answered 2xx; the delivery is done.
+	Succeeded Verdict = iota
+	// Retry: the delivery waits Decision.Delay in the ladder, its next attempt on Decision.Step.
+	Retry
+	// Failed: the delivery has failed for good.
+	Failed
+	// Disable: the delivery has failed for good and its webhook is disabled at once.
+	Disable
+)
+
+// String is the verdict's name: succeeded, retry, failed or disable.
+func (v Verdict) String() string {
+	switch v {
+	case Succeeded:
+		return "succeeded"
+	case Retry:
+		return "retry"
+	case Failed:
+		return "failed"
+	case Disable:
+		return "disable"
+	}
+	return "verdict(" + strconv.Itoa(int(v)) + ")"
+}
+
+// Outcome is what one attempt produced.
+type Outcome struct {
+	// Status is the HTTP status, 0 when no answer arrived.
+	Status int
+	// Err is the attempt's error: a transport error, or one marked with Permanent.
+	Err error
+	// RetryAfter is the receiver's Retry-After as an instant, zero when it sent none.
+	RetryAfter time.Time
+	// Step is the ladder step the attempt was made on: 0 for a first attempt and a redelivery.
+	Step int
+}
+
+// Decision is what to do after an attempt.
+type Decision struct {
+	Verdict Verdict
+	// Delay is the wait before the next attempt, with Retry.
+	Delay time.Duration
+	// Step is the ladder step the next attempt will be on, with Retry.
+	Step int
+	// Reason says why the attempt failed ("HTTP 500", "410 Gone: webhook disabled", the
+	// error's text); empty when it succeeded.
+	Reason string
+}
+
+// Decide says what happens after an attempt with outcome o, on ladder l, at time now
+// (contract §4). It is a pure function of its arguments:
+//   - a 2xx without error succeeds;
+//   - 410 Gone fails the delivery and disables the webhook;
+//   - an error marked Permanent (an invalid URL, a refused destination) fails at once;
+//   - anything else is retried on the ladder, and fails once the ladder is used up; after a
+//     429 or 503 whose Retry-After is still ahead, the wait is the shortest ladder delay not
+//     shorter than it, or the longest one. Retry-After on other statuses is ignored.
+func Decide(o Outcome, l Ladder, now time.Time) Decision {
+	switch {
+	case o.Err == nil && o.Status >= 200 && o.Status < 300:
+		return Decision{Verdict: Succeeded}
+	case o.Status == http.StatusGone:
+		return Decision{Verdict: Disable, Reason: "410 Gone: webhook disabled"}
+	case IsPermanent(o.Err):
+		return Decision{Verdict: Failed, Reason: o.Err.Error()}
+	}
+	reason := "HTTP " + strconv.Itoa(o.Status)
+	if o.Err != nil {
+		reason = o.Err.Error()
+	}
+	var after time.Duration
+	if o.Status == http.StatusTooManyRequests || o.Status == http.StatusServiceUnavailable {
+		after = max(o.RetryAfter.Sub(now), 0)
+		if o.RetryAfter.IsZero() {
+			after = 0
+		}
+	}
+	plan := l.Next(o.Step, after)
+	if plan.Final {
+		return Decision{Verdict: Failed, Reason: reason}
+	}
+	return Decision{Verdict: Retry, Delay: plan.Delay, Step: plan.Step, Reason: reason}
+}
