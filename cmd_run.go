@@ -126,6 +126,7 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 		Prefetch:        cfg.PrefetchCount(),
 		MaxEventBytes:   cfg.MaxEventBytes,
 		DisableAfter:    cfg.DisableAfter,
+		RepairAfter:     cfg.RepairAfter,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Version:         version,
 	}, store, cache, snd, log, nil)

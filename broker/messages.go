@@ -27,6 +27,9 @@ const (
 	HeaderAttempt = "x-webhookd-attempt"
 	// HeaderStep carries the ladder step a retry is on.
 	HeaderStep = "x-webhookd-step"
+	// HeaderWaitingSince carries, in Unix milliseconds, when a retry first came back to find
+	// its delivery had no row yet.
+	HeaderWaitingSince = "x-webhookd-waiting-since"
 	// HeaderError carries the reason a message was dead-lettered.
 	HeaderError = "x-webhookd-error"
 	// HeaderExchange carries the exchange a dead-lettered message had come from.
@@ -55,20 +58,38 @@ type Retry struct {
 	Attempt int
 	// Step is the ladder step it is on.
 	Step int
+	// WaitingSince is when the retry first found no row for its delivery; zero until then.
+	WaitingSince time.Time
 }
 
 // Publishing is the persistent message for r, without a body: r travels in headers.
 func (r Retry) Publishing(now time.Time) amqp.Publishing {
+	h := amqp.Table{
+		HeaderDelivery: r.DeliveryID,
+		HeaderAttempt:  int32(r.Attempt),
+		HeaderStep:     int32(r.Step),
+	}
+	if !r.WaitingSince.IsZero() {
+		h[HeaderWaitingSince] = r.WaitingSince.UnixMilli()
+	}
 	return amqp.Publishing{
-		Headers: amqp.Table{
-			HeaderDelivery: r.DeliveryID,
-			HeaderAttempt:  int32(r.Attempt),
-			HeaderStep:     int32(r.Step),
-		},
+		Headers:      h,
 		Type:         TypeRetry,
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    now,
 	}
+}
+
+// Again is the retry message d, which carried r, to publish once more: d's headers with r's
+// and without the broker's death records.
+func (r Retry) Again(d amqp.Delivery, now time.Time) amqp.Publishing {
+	msg := r.Publishing(now)
+	h := withoutDeaths(d.Headers)
+	for k, v := range msg.Headers {
+		h[k] = v
+	}
+	msg.Headers = h
+	return msg
 }
 
 // ParseRetry reads a retry message's headers; the error wraps ErrMalformed.
@@ -81,7 +102,11 @@ func ParseRetry(h amqp.Table) (Retry, error) {
 	if id == "" || !okA || !okS || attempt < 1 || step < 0 {
 		return Retry{}, malformed("retry message without valid %s, %s and %s headers", HeaderDelivery, HeaderAttempt, HeaderStep)
 	}
-	return Retry{DeliveryID: id, Attempt: attempt, Step: step}, nil
+	r := Retry{DeliveryID: id, Attempt: attempt, Step: step}
+	if ms, ok := h[HeaderWaitingSince].(int64); ok && ms > 0 {
+		r.WaitingSince = time.UnixMilli(ms)
+	}
+	return r, nil
 }
 
 // Redelivery is the persistent message asking for another attempt of delivery id.
@@ -154,15 +179,7 @@ func ParsePostponed(body []byte) ([]Postponed, error) {
 // DeadLetter is the persistent copy of d for the dead queue: its body and properties, its
 // headers but the broker's own death records, the reason, and where it had come from.
 func DeadLetter(d amqp.Delivery, reason string, now time.Time) amqp.Publishing {
-	headers := amqp.Table{}
-	for k, v := range d.Headers {
-		switch k {
-		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason":
-		default:
-			headers[k] = v
-		}
-	}
+	headers := withoutDeaths(d.Headers)
 	headers[HeaderError] = reason
 	headers[HeaderExchange] = d.Exchange
 	headers[HeaderRoutingKey] = d.RoutingKey
@@ -176,6 +193,21 @@ func DeadLetter(d amqp.Delivery, reason string, now time.Time) amqp.Publishing {
 		Timestamp:    now,
 		Body:         d.Body,
 	}
+}
+
+// withoutDeaths copies h without the broker's own death records: a message webhookd publishes
+// again travels in its own headers.
+func withoutDeaths(h amqp.Table) amqp.Table {
+	out := make(amqp.Table, len(h)+3)
+	for k, v := range h {
+		switch k {
+		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason":
+		default:
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Notification tells the monolith that something happened to a webhook.

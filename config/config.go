@@ -48,6 +48,9 @@ type Config struct {
 	DisableAfter int `envconfig:"DISABLE_AFTER" default:"5" desc:"failed deliveries in a row that disable a webhook; 0: never"`
 	// Retention is how long delivery logs and events are kept. Defaults to 720h.
 	Retention time.Duration `envconfig:"RETENTION" default:"720h" desc:"age after which events, deliveries and attempts are purged"`
+	// RepairAfter is how long overdue a pending delivery is re-driven by the repair sweep, which
+	// runs every third of it. Defaults to 15m.
+	RepairAfter time.Duration `envconfig:"REPAIR_AFTER" default:"15m" desc:"re-drive pending deliveries this long overdue (lost retry messages)"`
 	// MaxEventBytes is the largest event body accepted. Defaults to 1 MiB.
 	MaxEventBytes int `envconfig:"MAX_EVENT_BYTES" default:"1048576" desc:"largest accepted event body, bytes"`
 	// AllowPrivateNetworks lifts the destination guard. Defaults to false.
@@ -139,6 +142,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
 			bad("ADMIN_ADDR", "%v", err)
 		}
+	}
+	if c.RepairAfter <= 0 {
+		bad("REPAIR_AFTER", "must be positive, got %v", c.RepairAfter)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "must be positive, got %v", c.ShutdownTimeout)

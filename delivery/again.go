@@ -3,12 +3,15 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/repository"
+	"github.com/webhookd/webhookd/retry"
 )
 
 // handleRetry makes the next attempt of a delivery back from a retry queue.
@@ -19,6 +22,9 @@ func (hd *Handler) handleRetry(ctx context.Context, d amqp.Delivery) error {
 	}
 	id, attempt, step := r.DeliveryID, r.Attempt, r.Step
 	j, ok, err := hd.loadJob(ctx, id)
+	if errors.Is(err, errNoRow) {
+		return hd.waitForRow(ctx, d, r)
+	}
 	if err != nil || !ok {
 		return err
 	}
@@ -73,10 +79,41 @@ func (hd *Handler) handleRedeliver(ctx context.Context, d amqp.Delivery) error {
 
 // loadJob loads a pending delivery for a retry. ok is false when there is nothing to do: the
 // delivery has settled, or its webhook is gone or disabled (the delivery is then failed).
+// errNoRow means a retry's delivery has no row (yet).
+var errNoRow = errors.New("delivery has no row")
+
+// waitForRow parks a retry whose delivery has no row yet in the first retry queue again. Its
+// attempt's outcome is still being recorded (the retry is parked before it, and recording
+// waits out a database that is locked or away); the retry is taken once the row exists. One
+// that has waited longer than RepairAfter has no attempt behind it that will ever be
+// recorded: a forged or foreign message, dead-lettered.
+func (hd *Handler) waitForRow(ctx context.Context, d amqp.Delivery, r broker.Retry) error {
+	now := hd.now()
+	if r.WaitingSince.IsZero() {
+		r.WaitingSince = now
+	}
+	if waited := now.Sub(r.WaitingSince); waited > hd.cfg.RepairAfter {
+		return consumer.Rejectf("unknown delivery id %q: no row after %s", r.DeliveryID, waited.Round(time.Millisecond))
+	}
+	hd.log.Info("retry came back before its delivery's row: parked again", "delivery_id", r.DeliveryID, "attempt", r.Attempt)
+	metricWaitingForRow.Inc()
+	pctx, cancel := context.WithTimeout(ctx, broker.PublishTimeout)
+	defer cancel()
+	err := hd.pub.Publish(pctx, broker.Publishing{
+		Key:       retry.QueueName(hd.cfg.Topology.Queue, firstDelay(hd.cfg.Topology.Ladder)),
+		Mandatory: true,
+		Msg:       r.Again(d, now),
+	})
+	if err != nil {
+		return fmt.Errorf("park retry again: %w", err)
+	}
+	return nil
+}
+
 func (hd *Handler) loadJob(ctx context.Context, id string) (job, bool, error) {
 	del, err := hd.store.GetDelivery(ctx, id)
 	if errors.Is(err, repository.ErrNotFound) {
-		return job{}, false, consumer.Rejectf("unknown delivery id %q", id)
+		return job{}, false, errNoRow
 	}
 	if err != nil {
 		return job{}, false, repository.Unavailable(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/internal/backoff"
@@ -67,6 +68,7 @@ func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, 
 		out.Status = repository.StatusSucceeded
 	case retry.Retry:
 		out.Status = repository.StatusPending
+		out.Due = res.started.Add(res.Duration + next.Delay)
 		// The retry is parked before the outcome is recorded: a pending delivery with
 		// attempts always has its retry message waiting somewhere.
 		if err := hd.park(ctx, j, next); err != nil {
@@ -116,20 +118,20 @@ func (hd *Handler) jobLog(j job) *slog.Logger {
 // park publishes the retry message of a failed attempt to the TTL queue of its delay and
 // waits for the broker's confirm. It carries no x-death: the attempt travels in our headers.
 func (hd *Handler) park(ctx context.Context, j job, next retry.Decision) error {
-	if err := hd.publishRetry(ctx, broker.Retry{DeliveryID: j.deliveryID, Attempt: j.attempt + 1, Step: next.Step}, next); err != nil {
+	if err := hd.publishRetry(ctx, broker.Retry{DeliveryID: j.deliveryID, Attempt: j.attempt + 1, Step: next.Step}, next.Delay); err != nil {
 		return fmt.Errorf("park retry: %w", err)
 	}
 	metricRetries.WithLabelValues(next.Delay.String()).Inc()
 	return nil
 }
 
-// publishRetry puts r in the TTL queue of next's delay and returns once the broker has
-// confirmed it, persistent and routed.
-func (hd *Handler) publishRetry(ctx context.Context, r broker.Retry, next retry.Decision) error {
+// publishRetry puts r in the TTL queue of delay and returns once the broker has confirmed it,
+// persistent and routed.
+func (hd *Handler) publishRetry(ctx context.Context, r broker.Retry, delay time.Duration) error {
 	pctx, cancel := context.WithTimeout(ctx, broker.PublishTimeout)
 	defer cancel()
 	return hd.pub.Publish(pctx, broker.Publishing{
-		Key:       retry.QueueName(hd.cfg.Topology.Queue, next.Delay),
+		Key:       retry.QueueName(hd.cfg.Topology.Queue, delay),
 		Mandatory: true,
 		Msg:       r.Publishing(hd.now()),
 	})

@@ -34,6 +34,9 @@ type Config struct {
 	// DisableAfter is the failed deliveries in a row that disable a webhook. Defaults to 0:
 	// never.
 	DisableAfter int
+	// RepairAfter is how long overdue a pending delivery is re-driven by the repair sweep, and
+	// how long a retry waits for its delivery's row. Defaults to 15m.
+	RepairAfter time.Duration
 	// Version goes into the User-Agent. Defaults to "dev".
 	Version string
 	// DBFailed, if set, is told of each error of the database itself that the handler meets,
@@ -52,6 +55,9 @@ func (c Config) WithDefaults() Config {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
+	if c.RepairAfter == 0 {
+		c.RepairAfter = 15 * time.Minute
+	}
 	if c.DBFailed == nil {
 		c.DBFailed = func(error) {}
 	}
@@ -66,6 +72,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("delivery: MaxEventBytes must be at least 1, not %d", c.MaxEventBytes)
 	case c.DisableAfter < 0:
 		return fmt.Errorf("delivery: DisableAfter must not be negative, not %d", c.DisableAfter)
+	case c.RepairAfter < 0:
+		return fmt.Errorf("delivery: RepairAfter must not be negative, not %s", c.RepairAfter)
 	case len(c.Topology.Ladder) == 0:
 		return errors.New("delivery: Topology.Ladder needs at least one delay")
 	case c.Topology.Queue == "":

@@ -24,6 +24,18 @@ var (
 		Name: "webhookd_deliveries_postponed_total",
 		Help: "Deliveries parked in the first retry queue without an attempt: their webhook was slow and had its share of attempts in flight, or the slow webhooks together had theirs.",
 	})
+	metricWaitingForRow = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "webhookd_retries_waiting_for_row_total",
+		Help: "Retries that came back before their delivery's row was written, parked again.",
+	})
+	metricRepaired = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "webhookd_deliveries_repaired_total",
+		Help: "Pending deliveries re-driven by the repair sweep: REPAIR_AFTER overdue, their retry message lost.",
+	})
+	metricOldestOverdue = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "webhookd_oldest_overdue_seconds",
+		Help: "How long past its due time the pending delivery due first is; 0 when none is overdue.",
+	})
 	metricInFlight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "webhookd_deliveries_in_flight",
 		Help: "Delivery attempts in progress.",

@@ -22,6 +22,18 @@ func (hd *Handler) postpone(ctx context.Context, j job) error {
 		Delivery: j.deliveryID, Event: j.event.ID, Webhook: j.webhook.ID,
 		Attempt: j.attempt, Step: j.step, Redelivery: j.redelivery,
 	}
+	if j.attempt == 1 && !j.redelivery {
+		// A first attempt's delivery has no row yet: it gets one, pending and due when the
+		// postponement ends, so that the repair sweep sees it should the message be lost.
+		due := hd.now().Add(firstDelay(hd.cfg.Topology.Ladder))
+		err := hd.record(ctx, repository.Outcome{
+			DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
+			Status: repository.StatusPending, Due: due, NoAttempt: true,
+		})
+		if err != nil {
+			return err
+		}
+	}
 	if err := hd.postponed.Do(ctx, p); err != nil {
 		return fmt.Errorf("postpone delivery: %w", err)
 	}

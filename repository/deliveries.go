@@ -50,6 +50,9 @@ type Outcome struct {
 	StartedAt    time.Time
 	Duration     time.Duration
 	ResponseBody []byte
+	// Due is when the next attempt is due, while Status is pending: the repair sweep re-drives
+	// a delivery long overdue. Zero means now.
+	Due time.Time
 	// NoAttempt records a status change that made no request (a delivery settled because
 	// its webhook went away): no attempt row is written.
 	NoAttempt bool
@@ -105,15 +108,15 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 
 		q.Reset()
 		args = args[:0]
-		q.WriteString("INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, last_status_code, last_error, created_at, updated_at) VALUES ")
+		q.WriteString("INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, last_status_code, last_error, due_at, created_at, updated_at) VALUES ")
 		var succeeded []uint64
 		for i, o := range outcomes {
 			if i > 0 {
 				q.WriteByte(',')
 			}
-			q.WriteString("(?,?,?,?,?,?,?,?,?)")
+			q.WriteString("(?,?,?,?,?,?,?,?,?,?)")
 			args = append(args, o.DeliveryID, o.EventID, o.WebhookID, o.Status, o.Attempt,
-				nullInt(o.StatusCode), nullString(o.Error), now, now)
+				nullInt(o.StatusCode), nullString(o.Error), dueAt(o, now), now, now)
 			if o.Status == StatusSucceeded {
 				succeeded = append(succeeded, o.WebhookID)
 			}
@@ -124,6 +127,7 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 			status = IF(VALUES(attempts) >= attempts, VALUES(status), status),
 			last_status_code = IF(VALUES(attempts) >= attempts, VALUES(last_status_code), last_status_code),
 			last_error = IF(VALUES(attempts) >= attempts, VALUES(last_error), last_error),
+			due_at = IF(VALUES(attempts) >= attempts, VALUES(due_at), due_at),
 			updated_at = VALUES(updated_at),
 			attempts = GREATEST(attempts, VALUES(attempts))`)
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
@@ -147,6 +151,17 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 		}
 		return nil
 	})
+}
+
+// dueAt is the due time stored with o: NULL once the delivery has settled.
+func dueAt(o *Outcome, now time.Time) sql.NullTime {
+	switch {
+	case o.Status != StatusPending:
+		return sql.NullTime{}
+	case o.Due.IsZero():
+		return sql.NullTime{Time: now, Valid: true}
+	}
+	return sql.NullTime{Time: o.Due.UTC(), Valid: true}
 }
 
 // startedAt is the attempt's start as stored: DATETIME(6) keeps microseconds, and a time cut

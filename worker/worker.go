@@ -1,6 +1,6 @@
 // Package worker wires one webhookd worker from its parts, as main does: the confirming
 // publisher, the consumer of the work queue, the delivery handler behind it, the notification
-// outbox and the database watcher. Each part lives in its own package; this one only starts
+// outbox, the repair sweep and the database watcher. Each part lives in its own package; this one only starts
 // them in order and stops them in the reverse.
 package worker
 
@@ -35,6 +35,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long attempts in flight may finish on shutdown. Defaults to
 	// 30s.
 	ShutdownTimeout time.Duration
+	// RepairAfter is how long overdue a pending delivery is re-driven by the repair sweep.
+	// Defaults to 15m.
+	RepairAfter time.Duration
 	// Version goes into the User-Agent. Defaults to "dev".
 	Version string
 	// Name is the connection name shown by the broker. Defaults to "webhookd".
@@ -44,6 +47,7 @@ type Config struct {
 // Store is the repository as a worker uses it.
 type Store interface {
 	delivery.Store
+	delivery.Overdue
 	Pinger
 }
 
@@ -52,6 +56,7 @@ type Worker struct {
 	pub      *broker.Publisher
 	handler  *delivery.Handler
 	consumer *consumer.Consumer
+	repair   *delivery.Repair
 	db       *dbWatch
 }
 
@@ -60,6 +65,9 @@ type Worker struct {
 func New(cfg Config, store Store, webhooks delivery.Subscriptions, send delivery.Sender, log *slog.Logger, now func() time.Time) (*Worker, error) {
 	if cfg.Name == "" {
 		cfg.Name = "webhookd"
+	}
+	if cfg.RepairAfter == 0 {
+		cfg.RepairAfter = 15 * time.Minute
 	}
 	if cfg.Prefetch == 0 && cfg.Concurrency > 0 {
 		cfg.Prefetch = 8 * cfg.Concurrency
@@ -73,12 +81,14 @@ func New(cfg Config, store Store, webhooks delivery.Subscriptions, send delivery
 		Concurrency:   cfg.Concurrency,
 		MaxEventBytes: cfg.MaxEventBytes,
 		DisableAfter:  cfg.DisableAfter,
+		RepairAfter:   cfg.RepairAfter,
 		Version:       cfg.Version,
 		DBFailed:      w.db.failed,
 	}, store, webhooks, send, w.pub, log, now)
 	if err != nil {
 		return nil, err
 	}
+	w.repair = delivery.NewRepair(cfg.RepairAfter, cfg.Topology, store, w.pub, log, now)
 	w.consumer, err = consumer.New(consumer.Config{
 		AMQPURL:         cfg.AMQPURL,
 		Queue:           cfg.Topology.Queue,
@@ -115,6 +125,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	g.Go(func() error { return w.pub.Run(pubCtx) })
 	g.Go(func() error { w.handler.RunOutbox(ctx); return nil })
 	g.Go(func() error { w.db.run(ctx); return nil })
+	g.Go(func() error { w.repair.Run(ctx); return nil })
 	g.Go(func() error {
 		defer stopPub()
 		return w.consumer.Run(ctx)

@@ -51,6 +51,7 @@ type WorkerOptions struct {
 	CacheTTL        time.Duration // default 5s
 	CacheClock      *Clock        // default the real clock
 	MaxEventBytes   int           // default 1 MiB
+	RepairAfter     time.Duration // default 15m
 	Guard           bool          // keep the destination guard on
 	Name            string        // connection name; default the bed's name
 }
@@ -135,6 +136,7 @@ func (b *Bed) StartWorker(o WorkerOptions) *Running {
 		Prefetch:        o.Prefetch,
 		MaxEventBytes:   o.MaxEventBytes,
 		DisableAfter:    o.DisableAfter,
+		RepairAfter:     o.RepairAfter,
 		ShutdownTimeout: o.ShutdownTimeout,
 		Version:         "test",
 		Name:            o.Name,
