@@ -125,8 +125,40 @@ func TestMigrateTwice(t *testing.T) {
 			t.Fatalf("migrate run %d: exit %d: %s %s", i+1, code, out, stderr)
 		}
 	}
-	if n := bed.Count("SELECT COUNT(*) FROM schema_migrations"); n != 1 {
-		t.Errorf("schema_migrations rows = %d, want 1", n)
+	files, _ := filepath.Glob("repository/migrations/*.sql")
+	if n := bed.Count("SELECT COUNT(*) FROM schema_migrations"); n != len(files) || n < 2 {
+		t.Errorf("schema_migrations rows = %d, want one per migration (%d)", n, len(files))
+	}
+}
+
+// A database made by the first migration is upgraded in place: its ids compare exactly and
+// its pending deliveries get a due time.
+func TestMigrateUpgradesInPlace(t *testing.T) {
+	t.Parallel()
+	bed := testbed.New(t)
+	// Back to the schema of migration 001, with a pending delivery and an event "x".
+	bed.Exec("DROP TABLE events, deliveries, attempts, webhooks")
+	bed.Exec("DELETE FROM schema_migrations WHERE version <> '001_init'")
+	first, err := os.ReadFile("repository/migrations/001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range strings.Split(string(first), ";\n") {
+		if strings.Contains(stmt, "CREATE TABLE") {
+			bed.Exec(stmt)
+		}
+	}
+	bed.Exec("INSERT INTO events (id, event, account_id, occurred_at, data, received_at) VALUES ('x', 'A.B', 1, 'now', '{}', NOW())")
+	bed.Exec("INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, created_at, updated_at) VALUES ('d', 'x', 1, 'pending', 1, NOW(), NOW())")
+	if out, stderr, code := webhookd(t, bedEnv(bed), "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d: %s %s", code, out, stderr)
+	}
+	bed.Exec("INSERT INTO events (id, event, account_id, occurred_at, data, received_at) VALUES ('x ', 'A.B', 1, 'now', '{}', NOW())")
+	if n := bed.Count("SELECT COUNT(*) FROM events WHERE id IN ('x', 'x ')"); n != 2 {
+		t.Errorf("events x and 'x ' = %d rows, want 2", n)
+	}
+	if n := bed.Count("SELECT COUNT(*) FROM deliveries WHERE id = 'd' AND due_at IS NOT NULL"); n != 1 {
+		t.Errorf("pending delivery without a due time after the upgrade")
 	}
 }
 

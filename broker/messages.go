@@ -195,6 +195,33 @@ func DeadLetter(d amqp.Delivery, reason string, now time.Time) amqp.Publishing {
 	}
 }
 
+// Copy is a persistent copy of d to publish again: its body, properties and headers without
+// the broker's death and delivery records.
+func Copy(d amqp.Delivery) amqp.Publishing {
+	h := withoutDeaths(d.Headers)
+	delete(h, headerDeliveryCount)
+	return amqp.Publishing{
+		Headers:       h,
+		ContentType:   d.ContentType,
+		CorrelationId: d.CorrelationId,
+		MessageId:     d.MessageId,
+		AppId:         d.AppId,
+		Type:          d.Type,
+		DeliveryMode:  amqp.Persistent,
+		Timestamp:     d.Timestamp,
+		Body:          d.Body,
+	}
+}
+
+// headerDeliveryCount is where quorum queues count a message's earlier deliveries.
+const headerDeliveryCount = "x-delivery-count"
+
+// DeliveryCount is how many times the broker delivered d before, as quorum queues count it,
+// and false where the queue does not count.
+func DeliveryCount(d amqp.Delivery) (int, bool) {
+	return headerInt(d.Headers[headerDeliveryCount])
+}
+
 // withoutDeaths copies h without the broker's own death records: a message webhookd publishes
 // again travels in its own headers.
 func withoutDeaths(h amqp.Table) amqp.Table {

@@ -57,6 +57,12 @@ type Config struct {
 	// RequeuePause is how long a handler that failed waits before its message goes back, so
 	// that a message failing at once does not spin through the queue. Defaults to 500ms.
 	RequeuePause time.Duration
+	// MaxRequeues is how many times a message is put back on its queue with a nack before it
+	// is published to the queue afresh instead (and the copy taken acked): the broker's count
+	// of its deliveries starts again, so a delivery limit (RabbitMQ 4 gives quorum queues one
+	// of 20) never drops or dead-letters a message webhookd still means to process. Defaults
+	// to 10.
+	MaxRequeues int
 	// Name is the connection name shown by the broker. Defaults to "webhookd".
 	Name string
 	// Declare, if set, runs on each new channel before consuming starts. Defaults to none.
@@ -83,6 +89,9 @@ func (c Config) WithDefaults() Config {
 	if c.Name == "" {
 		c.Name = "webhookd"
 	}
+	if c.MaxRequeues == 0 {
+		c.MaxRequeues = 10
+	}
 	if c.Paused == nil {
 		c.Paused = func() bool { return false }
 	}
@@ -99,6 +108,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("consumer: Prefetch must be at least 1, not %d", c.Prefetch)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("consumer: ShutdownTimeout must not be negative, not %s", c.ShutdownTimeout)
+	case c.MaxRequeues < 1:
+		return fmt.Errorf("consumer: MaxRequeues must be at least 1, not %d", c.MaxRequeues)
 	case c.RequeuePause < 0:
 		return fmt.Errorf("consumer: RequeuePause must not be negative, not %s", c.RequeuePause)
 	}

@@ -57,7 +57,25 @@ func (c *Consumer) settle(ctx context.Context, d amqp.Delivery) verdict {
 	}
 	c.log.Warn("message requeued", "type", d.Type, "routing_key", d.RoutingKey, "err", err)
 	backoff.Sleep(ctx, c.cfg.RequeuePause)
+	if n, _ := broker.DeliveryCount(d); n >= c.cfg.MaxRequeues {
+		if err := c.requeueAfresh(ctx, d); err == nil {
+			return ack
+		}
+	}
 	return requeue
+}
+
+// requeueAfresh publishes a copy of d to the back of its queue, its delivery count at zero.
+func (c *Consumer) requeueAfresh(ctx context.Context, d amqp.Delivery) error {
+	pctx, cancel := context.WithTimeout(ctx, broker.PublishTimeout)
+	defer cancel()
+	err := c.pub.Publish(pctx, broker.Publishing{Key: c.cfg.Queue, Mandatory: true, Msg: broker.Copy(d)})
+	if err != nil {
+		c.log.Warn("message not requeued afresh; nacked instead", "err", err)
+		return err
+	}
+	metricMessages.WithLabelValues("requeued_afresh").Inc()
+	return nil
 }
 
 // handle calls the handler, turning a panic into an error that requeues the message.

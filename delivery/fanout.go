@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/repository"
 )
 
@@ -28,6 +29,9 @@ func (hd *Handler) handleEvent(ctx context.Context, d amqp.Delivery) error {
 		return err
 	}
 	isNew, err := hd.store.Claim(ctx, ev)
+	if errors.Is(err, repository.ErrTooLarge) {
+		return consumer.Reject(err)
+	}
 	if err != nil {
 		return repository.Unavailable(fmt.Errorf("claim event: %w", err))
 	}

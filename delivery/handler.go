@@ -27,7 +27,7 @@ type Config struct {
 	// Topology names the queues retries and postponements go to. Its Ladder must have at
 	// least one delay.
 	Topology broker.Topology
-	// Concurrency bounds attempts in flight. Defaults to 64; must be at least 1.
+	// Concurrency bounds attempts in flight. Required: at least 1.
 	Concurrency int
 	// MaxEventBytes is the largest event body accepted. Defaults to 1 MiB.
 	MaxEventBytes int
@@ -46,9 +46,6 @@ type Config struct {
 
 // WithDefaults returns c with every unset field at its default.
 func (c Config) WithDefaults() Config {
-	if c.Concurrency == 0 {
-		c.Concurrency = 64
-	}
 	if c.MaxEventBytes == 0 {
 		c.MaxEventBytes = 1 << 20
 	}

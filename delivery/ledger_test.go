@@ -3,11 +3,13 @@ package delivery_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/internal/testbed"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
@@ -185,5 +187,33 @@ func TestEventIDsCompareExactly(t *testing.T) {
 		if _, err := bed.Store.GetDelivery(context.Background(), repository.DeliveryID(id, hook)); err != nil {
 			t.Errorf("delivery of %q: %v", id, err)
 		}
+	}
+}
+
+// An event larger than the database takes in one packet can never be written: it goes to the
+// dead queue with its reason, and intake goes on.
+func TestEventOverMaxAllowedPacketIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	bed := testbed.New(t)
+	rc := testbed.NewReceiver(t)
+	bed.AddWebhook(testbed.Webhook{Account: 1, Event: "TASK.CREATED", URL: rc.URL + "/a"})
+	bed.StartWorker(testbed.WorkerOptions{MaxEventBytes: 64 << 20})
+	var packet int
+	if err := bed.Store.DB().Get(&packet, "SELECT @@max_allowed_packet"); err != nil {
+		t.Fatal(err)
+	}
+	huge := testbed.Event("huge", "TASK.CREATED", 1, `"data":"`+strings.Repeat("x", packet+1)+`"`)
+	bed.PublishEvent("TASK.CREATED", huge)
+	bed.PublishEvent("TASK.CREATED", testbed.Event("small", "TASK.CREATED", 1, ""))
+	msg := bed.Get(bed.Queue+".dead", wait)
+	if reason, _ := msg.Headers[broker.HeaderError].(string); !strings.Contains(reason, "max_allowed_packet") {
+		t.Errorf("dead-letter reason = %q, want it to name max_allowed_packet", reason)
+	}
+	rc.Wait(t, "/a", 1, wait)
+	testbed.Eventually(t, wait, "the small event delivered", func() bool {
+		return bed.Count("SELECT COUNT(*) FROM deliveries WHERE event_id='small' AND status='succeeded'") == 1
+	})
+	if n := bed.Count("SELECT COUNT(*) FROM events WHERE id='huge'"); n != 0 {
+		t.Errorf("huge event stored %d times, want 0", n)
 	}
 }

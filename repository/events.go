@@ -52,7 +52,13 @@ type claim struct {
 // Claim records ev and reports whether its id was new. For an id already recorded nothing
 // is written: the unique key, not a prior check, decides which of two concurrent copies owns
 // the event. The event's deliveries get their rows with their first outcome (Record).
+//
+// An event larger than the server accepts in one packet fails with ErrTooLarge: it will never
+// be written.
 func (s *Store) Claim(ctx context.Context, ev Event) (bool, error) {
+	if n := len(ev.Data) + len(ev.ID) + len(ev.ObjectID.String); n > s.maxClaim {
+		return false, fmt.Errorf("%w: event of %d bytes, the database takes at most %d (max_allowed_packet)", ErrTooLarge, n, s.maxClaim)
+	}
 	var token [8]byte
 	rand.Read(token[:])
 	c := &claim{event: ev, tag: binary.BigEndian.Uint64(token[:]) >> 1}

@@ -64,12 +64,18 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// claimOverhead is room left in a packet for an event's statement and its other columns.
+const claimOverhead = 64 << 10
+
 // Store reads webhooks and writes the delivery log.
 type Store struct {
 	db      *sqlx.DB
 	now     func() time.Time
 	claims  *batch.Batcher[claim]
 	records *batch.Batcher[Outcome]
+	// maxClaim is the largest event a claim can write: the server's max_allowed_packet less
+	// room for the statement around it.
+	maxClaim int
 }
 
 // Open connects to the database of dsn. It does not migrate.
@@ -90,7 +96,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("ping database: %w", err)
 	}
-	s := &Store{db: db, now: opts.Now}
+	var packet int
+	if err := db.GetContext(ctx, &packet, "SELECT @@max_allowed_packet"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read max_allowed_packet: %w", err)
+	}
+	s := &Store{db: db, now: opts.Now, maxClaim: packet - claimOverhead}
 	observe := func(kind string) func(int) {
 		if opts.ObserveBatch == nil {
 			return nil

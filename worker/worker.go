@@ -23,7 +23,7 @@ type Config struct {
 	// Topology names the exchange and queues. Its Queue is required and its Ladder needs at
 	// least one delay.
 	Topology broker.Topology
-	// Concurrency bounds attempts in flight. Defaults to 64; must be at least 1.
+	// Concurrency bounds attempts in flight. Required: at least 1.
 	Concurrency int
 	// Prefetch bounds unacknowledged messages. Defaults to 8 × Concurrency.
 	Prefetch int
