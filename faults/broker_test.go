@@ -133,7 +133,7 @@ func TestCloseConnections(t *testing.T) {
 		})
 	}
 	flow.Stop()
-	l.Check(t, "close_connection", 90*time.Second)
+	l.Check(t, "close_connection", 90*time.Second, Expect{DuplicatePercent: 1})
 	if p.Ready() != http.StatusOK {
 		t.Errorf("/readyz = %d after the faults, want 200", p.Ready())
 	}
@@ -178,7 +178,7 @@ func TestRabbitMQRestart(t *testing.T) {
 	startRabbitMQ(t)
 	t.Logf("RabbitMQ was down for %v", time.Since(stopped).Round(100*time.Millisecond))
 	flow.Wait(t)
-	l.Check(t, "rabbitmq restart", 2*time.Minute)
+	l.Check(t, "rabbitmq restart", 2*time.Minute, Expect{DuplicatePercent: 1})
 	for _, h := range l.Hits() {
 		if h.Attempt > 2 {
 			t.Errorf("delivery %s reached attempt %d; every delivery should succeed at attempt 2", h.DeliveryID, h.Attempt)

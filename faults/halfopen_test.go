@@ -40,7 +40,7 @@ func TestMariaDBSilent(t *testing.T) {
 	})
 	t.Logf("deliveries went on %v after the silence", time.Since(silenced).Round(100*time.Millisecond))
 	flow.Wait(t)
-	l.Check(t, "mariadb connections silent", 2*time.Minute)
+	l.Check(t, "mariadb connections silent", 2*time.Minute, Expect{DuplicatePercent: 1})
 	if p.Ready() != http.StatusOK {
 		t.Errorf("/readyz = %d after the fault, want 200", p.Ready())
 	}
@@ -73,7 +73,7 @@ func TestBrokerSilent(t *testing.T) {
 	d, _ := ready.outage(silenced)
 	t.Logf("the worker noticed and reconnected %v after the silence (/readyz 503 for %v)", time.Since(silenced).Round(100*time.Millisecond), d.Round(time.Millisecond))
 	flow.Wait(t)
-	l.Check(t, "broker connections silent", 2*time.Minute)
+	l.Check(t, "broker connections silent", 2*time.Minute, Expect{DuplicatePercent: 1})
 }
 
 // TestMariaDBCommitAnswerLost loses the answer to some of the worker's COMMITs: the server
@@ -107,7 +107,7 @@ func TestMariaDBCommitAnswerLost(t *testing.T) {
 	proxy.CutCommits(cuts, 6)
 	testbed.Eventually(t, time.Minute, "the COMMIT answers to be lost", func() bool { return proxy.Cuts() == cuts })
 	flow.Wait(t)
-	tally := l.Check(t, "mariadb commit answer lost", 90*time.Second)
+	tally := l.Check(t, "mariadb commit answer lost", 90*time.Second, Expect{Failed: 1500, DuplicatePercent: 1})
 	// Nothing resets the broken webhook's count: it is its failed deliveries, each once.
 	if n := bed.Count("SELECT consecutive_failures FROM webhooks WHERE id=?", broken); n != tally.Failed {
 		t.Errorf("webhook %d: %d failures in a row counted for %d failed deliveries", broken, n, tally.Failed)

@@ -330,7 +330,25 @@ type Tally struct {
 // allowed: delivery is at least once. A pair that never settles is a lost delivery and fails
 // the test, as does a delivery recorded as succeeded that the receiver never answered with a
 // 2xx, an attempt logged that the receiver never got, or anything in the dead queue.
-func (l *Ledger) Check(t *testing.T, name string, timeout time.Duration) Tally {
+func (l *Ledger) Check(t *testing.T, name string, timeout time.Duration, want Expect) Tally {
+	t.Helper()
+	tally, problems := l.Verify(t, name, timeout, want)
+	for _, p := range problems {
+		t.Errorf("FAULT %s: %s", name, p)
+	}
+	return tally
+}
+
+// Expect is what a fault's ledger must show once settled.
+type Expect struct {
+	// Failed is the number of pairs recorded as failed without a 2xx.
+	Failed int
+	// DuplicatePercent bounds duplicates, as a percentage of the pairs (at least 2 allowed).
+	DuplicatePercent float64
+}
+
+// Verify is Check that returns what is wrong instead of failing the test.
+func (l *Ledger) Verify(t *testing.T, name string, timeout time.Duration, want Expect) (Tally, []string) {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -351,25 +369,32 @@ func (l *Ledger) Check(t *testing.T, name string, timeout time.Duration) Tally {
 		}
 	}
 	settledIn := time.Since(start)
+	var wrong []string
 	if !settled {
 		sort.Strings(problems)
 		if len(problems) > 20 {
 			problems = append(problems[:20], fmt.Sprintf("… and %d more", len(problems)-20))
 		}
-		t.Errorf("FAULT %s: not settled within %v:\n  %s", name, timeout, strings.Join(problems, "\n  "))
+		wrong = append(wrong, fmt.Sprintf("not settled within %v:\n  %s", timeout, strings.Join(problems, "\n  ")))
 	}
 	if settled {
 		if n := l.unacked(10 * time.Second); n > 0 {
-			t.Errorf("FAULT %s: %d messages still unacknowledged 10s after every delivery settled", name, n)
+			wrong = append(wrong, fmt.Sprintf("%d messages still unacknowledged 10s after every delivery settled", n))
+		}
+		if tally.Failed != want.Failed {
+			wrong = append(wrong, fmt.Sprintf("failed = %d, want %d", tally.Failed, want.Failed))
+		}
+		if bound := max(2, int(float64(tally.Pairs)*want.DuplicatePercent/100)); tally.Duplicates > bound {
+			wrong = append(wrong, fmt.Sprintf("duplicates = %d, want at most %d (%.1f%% of %d pairs)", tally.Duplicates, bound, want.DuplicatePercent, tally.Pairs))
 		}
 	}
 	if n := l.bed.QueueDepth(l.bed.Queue + ".dead"); n > 0 {
-		t.Errorf("FAULT %s: %d messages in the dead queue", name, n)
+		wrong = append(wrong, fmt.Sprintf("%d messages in the dead queue", n))
 	}
 	t.Logf("FAULT %s: events=%d delivered=%d failed=%d duplicates=%d", name, tally.Events, tally.Delivered, tally.Failed, tally.Duplicates)
 	t.Logf("FAULT %s detail: webhooks=%d pairs=%d requests=%d abandoned=%d non2xx=%d settled_in=%v",
 		name, len(l.Hooks), tally.Pairs, tally.Requests, tally.Abandoned, tally.Refused, settledIn.Round(10*time.Millisecond))
-	return tally
+	return tally, wrong
 }
 
 // tally compares the ledger with the delivery log once.

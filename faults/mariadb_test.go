@@ -55,7 +55,7 @@ func TestMariaDBDownThenKilled(t *testing.T) {
 	kills := killMidBatch(t, bed, l, 3)
 	t.Logf("killed %d connections in the middle of a transaction", kills)
 	flow.Wait(t)
-	l.Check(t, "mariadb down 20s + kill mid-batch", 2*time.Minute)
+	l.Check(t, "mariadb down 20s + kill mid-batch", 2*time.Minute, Expect{DuplicatePercent: 2})
 }
 
 // killMidBatch catches the worker's group commits in the middle of their transactions and
@@ -271,7 +271,7 @@ func TestReadOnlyAfterPost(t *testing.T) {
 	}
 	StartProc(t, bed, ProcOptions{DSN: dsn})
 	flow.Wait(t)
-	l.Check(t, "read-only after POST", 90*time.Second)
+	l.Check(t, "read-only after POST", 90*time.Second, Expect{DuplicatePercent: 2})
 	if s, _ := status(id); s != repository.StatusSucceeded {
 		t.Errorf("delivery %s, unrecorded when its worker died: %s, want succeeded", id, s)
 	}

@@ -102,7 +102,7 @@ func TestRetryQueueDeleted(t *testing.T) {
 	if err := topo.Declare(bed.Channel()); err != nil {
 		t.Fatalf("declare the topology again: %v", err)
 	}
-	tally := l.Check(t, "retry queue deleted", 60*time.Second)
+	tally := l.Check(t, "retry queue deleted", 60*time.Second, Expect{DuplicatePercent: 1})
 	t.Logf("first attempts made before the queue came back: %d", tally.Refused)
 }
 
@@ -146,7 +146,7 @@ func TestForgedXDeath(t *testing.T) {
 			}
 		}
 	}
-	l.Check(t, "forged x-death", 60*time.Second)
+	l.Check(t, "forged x-death", 60*time.Second, Expect{DuplicatePercent: 1})
 	byDelivery := map[string][]int{}
 	for _, h := range l.Hits() {
 		byDelivery[h.DeliveryID] = append(byDelivery[h.DeliveryID], h.Attempt)
@@ -227,7 +227,7 @@ func TestDuplicateAndRedeliverAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tally := l.Check(t, "duplicate + redeliver at once", 60*time.Second)
+	tally := l.Check(t, "duplicate + redeliver at once", 60*time.Second, Expect{DuplicatePercent: 1})
 	if want := pairs * (1 + redeliveries); tally.Requests != want {
 		t.Errorf("requests = %d, want %d: one per delivery and one per redelivery, none for the second copies", tally.Requests, want)
 	}

@@ -39,7 +39,7 @@ func TestKillWorker(t *testing.T) {
 		p = StartProc(t, bed, ProcOptions{})
 	}
 	flow.Wait(t)
-	l.Check(t, "SIGKILL", 90*time.Second)
+	l.Check(t, "SIGKILL", 90*time.Second, Expect{DuplicatePercent: 5})
 }
 
 // TestKillWorkerWithSlowWebhook kills the worker twice while a slow webhook's deliveries are
@@ -86,7 +86,7 @@ func TestKillWorkerWithSlowWebhook(t *testing.T) {
 		p = StartProc(t, bed, ProcOptions{Concurrency: concurrency})
 	}
 	flow.Wait(t)
-	l.Check(t, "SIGKILL with a slow webhook", 2*time.Minute)
+	l.Check(t, "SIGKILL with a slow webhook", 2*time.Minute, Expect{DuplicatePercent: 10})
 	mu.Lock()
 	defer mu.Unlock()
 	// Each worker keeps its own shares: attempts of a killed worker may overlap the next one's.
@@ -197,7 +197,7 @@ func TestSigtermDuringSlowDelivery(t *testing.T) {
 	}
 
 	StartProc(t, bed, ProcOptions{})
-	l.Check(t, "SIGTERM", 60*time.Second)
+	l.Check(t, "SIGTERM", 60*time.Second, Expect{DuplicatePercent: 1})
 	for _, w := range l.Hooks {
 		id := repository.DeliveryID(slowB, w)
 		var got []Hit

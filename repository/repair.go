@@ -3,8 +3,11 @@ package repository
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -13,7 +16,24 @@ import (
 // overdue, oldest first, and moves their due time to until, in one transaction: a worker
 // sweeping at the same time skips the rows locked here and, once this commits, no longer sees
 // them as overdue. So each overdue delivery is returned to one caller per sweep.
+//
+// Two claims that meet on the due-time index may deadlock; the one InnoDB rolls back is tried
+// again.
 func (s *Store) ClaimOverdue(ctx context.Context, overdue, until time.Time, limit int) ([]Delivery, error) {
+	for try := 1; ; try++ {
+		ds, err := s.claimOverdue(ctx, overdue, until, limit)
+		var me *mysql.MySQLError
+		if try < 10 && errors.As(err, &me) && me.Number == errDeadlock {
+			continue
+		}
+		return ds, Unavailable(err)
+	}
+}
+
+// errDeadlock is InnoDB's ER_LOCK_DEADLOCK: the transaction was rolled back.
+const errDeadlock = 1213
+
+func (s *Store) claimOverdue(ctx context.Context, overdue, until time.Time, limit int) ([]Delivery, error) {
 	var ds []Delivery
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		ds = ds[:0]
@@ -38,7 +58,7 @@ func (s *Store) ClaimOverdue(ctx context.Context, overdue, until time.Time, limi
 		}
 		return nil
 	})
-	return ds, Unavailable(err)
+	return ds, err
 }
 
 // OldestDue is the due time of the pending delivery due first, and false when none is pending.

@@ -81,11 +81,8 @@ func Decide(o Outcome, l Ladder, now time.Time) Decision {
 		reason = o.Err.Error()
 	}
 	var after time.Duration
-	if o.Status == http.StatusTooManyRequests || o.Status == http.StatusServiceUnavailable {
-		after = max(o.RetryAfter.Sub(now), 0)
-		if o.RetryAfter.IsZero() {
-			after = 0
-		}
+	if (o.Status == http.StatusTooManyRequests || o.Status == http.StatusServiceUnavailable) && o.RetryAfter.After(now) {
+		after = o.RetryAfter.Sub(now)
 	}
 	plan := l.Next(o.Step, after)
 	if plan.Final {
