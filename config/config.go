@@ -22,8 +22,8 @@ const Prefix = "WEBHOOKD"
 
 // Config is every setting of the worker. Each field documents its default.
 type Config struct {
-	// AMQPURL is the RabbitMQ URL. Defaults to amqp://guest:guest@127.0.0.1:5672/.
-	AMQPURL string `envconfig:"AMQP_URL" default:"amqp://guest:guest@127.0.0.1:5672/" desc:"RabbitMQ URL"`
+	// AMQPURL is the RabbitMQ URL, or the URLs of several nodes comma-separated. Defaults to amqp://guest:guest@127.0.0.1:5672/.
+	AMQPURL string `envconfig:"AMQP_URL" default:"amqp://guest:guest@127.0.0.1:5672/" desc:"RabbitMQ URL, or several comma-separated (tried in turn)"`
 	// MySQLDSN is the go-sql-driver DSN of the database. Defaults to root@tcp(127.0.0.1:3306)/webhookd.
 	MySQLDSN string `envconfig:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/webhookd" desc:"MySQL DSN; migrate creates the database"`
 	// Exchange is the topic exchange events are published to. Defaults to events.
@@ -95,8 +95,10 @@ func (c Config) Validate() error {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
 	}
-	if u, err := url.Parse(c.AMQPURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		bad("AMQP_URL", "want amqp:// or amqps:// URL, got %q", c.AMQPURL)
+	for _, raw := range strings.Split(c.AMQPURL, ",") {
+		if u, err := url.Parse(strings.TrimSpace(raw)); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+			bad("AMQP_URL", "want amqp:// or amqps:// URLs, comma-separated, got %q", raw)
+		}
 	}
 	if cfg, err := mysql.ParseDSN(c.MySQLDSN); err != nil {
 		bad("MYSQL_DSN", "%v", err)
