@@ -181,8 +181,8 @@ func ParsePostponed(body []byte) ([]Postponed, error) {
 func DeadLetter(d amqp.Delivery, reason string, now time.Time) amqp.Publishing {
 	headers := withoutDeaths(d.Headers)
 	headers[HeaderError] = reason
-	headers[HeaderExchange] = d.Exchange
-	headers[HeaderRoutingKey] = d.RoutingKey
+	headers[HeaderExchange] = Exchange(d)
+	headers[HeaderRoutingKey] = RoutingKey(d)
 	return amqp.Publishing{
 		Headers:      headers,
 		ContentType:  d.ContentType,
@@ -197,9 +197,14 @@ func DeadLetter(d amqp.Delivery, reason string, now time.Time) amqp.Publishing {
 
 // Copy is a persistent copy of d to publish again: its body, properties and headers without
 // the broker's death and delivery records.
+//
+// The copy goes straight to a queue, so it keeps where it first came from in HeaderExchange and
+// HeaderRoutingKey: an event's routing key must match its name.
 func Copy(d amqp.Delivery) amqp.Publishing {
 	h := withoutDeaths(d.Headers)
 	delete(h, headerDeliveryCount)
+	h[HeaderExchange] = Exchange(d)
+	h[HeaderRoutingKey] = RoutingKey(d)
 	return amqp.Publishing{
 		Headers:       h,
 		ContentType:   d.ContentType,
@@ -211,6 +216,23 @@ func Copy(d amqp.Delivery) amqp.Publishing {
 		Timestamp:     d.Timestamp,
 		Body:          d.Body,
 	}
+}
+
+// RoutingKey is the routing key d was first published with: HeaderRoutingKey on a copy
+// webhookd published again, d's own otherwise.
+func RoutingKey(d amqp.Delivery) string {
+	if k, ok := d.Headers[HeaderRoutingKey].(string); ok {
+		return k
+	}
+	return d.RoutingKey
+}
+
+// Exchange is the exchange d was first published to, as RoutingKey is its routing key.
+func Exchange(d amqp.Delivery) string {
+	if e, ok := d.Headers[HeaderExchange].(string); ok {
+		return e
+	}
+	return d.Exchange
 }
 
 // headerDeliveryCount is where quorum queues count a message's earlier deliveries.

@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/repository"
 )
@@ -24,7 +25,7 @@ type job struct {
 }
 
 func (hd *Handler) handleEvent(ctx context.Context, d amqp.Delivery) error {
-	ev, err := parseEvent(d.Body, d.RoutingKey, hd.cfg.MaxEventBytes, hd.now())
+	ev, err := parseEvent(d.Body, broker.RoutingKey(d), hd.cfg.MaxEventBytes, hd.now())
 	if err != nil {
 		return err
 	}
