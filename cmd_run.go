@@ -139,30 +139,8 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 	ready.Store(w)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(ctx) })
-	g.Go(func() error { return purgeLoop(gctx, store, cfg.Retention, log) })
+	g.Go(func() error { worker.NewPurge(store, cfg.Retention, log).Run(gctx); return nil })
 	err = g.Wait()
 	log.Info("webhookd stopped")
 	return err
-}
-
-// purgeLoop deletes log rows older than the retention, hourly, in small batches.
-func purgeLoop(ctx context.Context, store *repository.Store, retention time.Duration, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		n, err := store.Purge(ctx, time.Now().Add(-retention), 1000)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("purge failed", "err", err)
-		} else if n > 0 {
-			log.Info("purged old log rows", "rows", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }

@@ -172,11 +172,11 @@ func (t timedStore) Claim(ctx context.Context, ev repository.Event) (bool, error
 	return ok, err
 }
 
-func (t timedStore) Record(ctx context.Context, o repository.Outcome) error {
+func (t timedStore) Record(ctx context.Context, o repository.Outcome) (repository.Recorded, error) {
 	start := time.Now()
-	err := t.Store.Record(ctx, o)
+	rec, err := t.Store.Record(ctx, o)
 	t.s.add("record (group commit)", time.Since(start))
-	return err
+	return rec, err
 }
 
 type timedSender struct {

@@ -163,8 +163,9 @@ func (hd *Handler) jobOf(ctx context.Context, del repository.Delivery) (job, boo
 func (hd *Handler) settleWithout(ctx context.Context, del repository.Delivery, reason string) error {
 	hd.log.Info("delivery not attempted again", "delivery_id", del.ID, "webhook_id", del.WebhookID, "reason", reason)
 	metricDeliveries.WithLabelValues("failed").Inc()
-	return repository.Unavailable(hd.store.Record(ctx, repository.Outcome{
+	_, err := hd.store.Record(ctx, repository.Outcome{
 		DeliveryID: del.ID, EventID: del.EventID, WebhookID: del.WebhookID,
 		Attempt: del.Attempts, Status: repository.StatusFailed, Error: reason, NoAttempt: true,
-	}))
+	})
+	return repository.Unavailable(err)
 }

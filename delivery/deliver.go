@@ -85,7 +85,8 @@ func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, 
 		out.Status = repository.StatusFailed
 		out.CountFailure = true
 	}
-	if err := hd.record(ctx, out); err != nil {
+	rec, err := hd.record(ctx, out)
+	if err != nil {
 		return err
 	}
 
@@ -104,7 +105,7 @@ func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, 
 	case retry.Failed:
 		metricDeliveries.WithLabelValues("failed").Inc()
 		hd.jobLog(j).Warn("delivery failed", "status", res.StatusCode, "err", out.Error)
-		return hd.afterFailure(ctx, j.webhook)
+		return hd.afterFailure(ctx, j.webhook, rec.FailuresInARow)
 	}
 	return nil
 }
@@ -139,19 +140,19 @@ func (hd *Handler) publishRetry(ctx context.Context, r broker.Retry, delay time.
 
 // record makes an outcome durable, retrying while the database is briefly away: the POST has
 // been made, and giving up would make the receiver get it again.
-func (hd *Handler) record(ctx context.Context, out repository.Outcome) error {
+func (hd *Handler) record(ctx context.Context, out repository.Outcome) (repository.Recorded, error) {
 	bo := backoff.New()
 	for {
-		err := repository.Unavailable(hd.store.Record(ctx, out))
-		if err == nil {
-			return nil
+		rec, err := hd.store.Record(ctx, out)
+		if err = repository.Unavailable(err); err == nil {
+			return rec, nil
 		}
 		hd.cfg.DBFailed(err)
 		out.Again = true
 		d := bo.Next()
 		hd.log.Warn("record outcome failed, retrying", "delivery_id", out.DeliveryID, "err", err, "in", d)
 		if !backoff.Sleep(ctx, d) {
-			return fmt.Errorf("record outcome: %w", err)
+			return repository.Recorded{}, fmt.Errorf("record outcome: %w", err)
 		}
 	}
 }

@@ -2,26 +2,15 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/webhookd/webhookd/repository"
 )
 
-// afterFailure disables a webhook once its failed deliveries in a row reach DisableAfter. The
-// failure itself was counted in the same transaction that recorded it.
-func (hd *Handler) afterFailure(ctx context.Context, h repository.Webhook) error {
-	if hd.cfg.DisableAfter == 0 {
-		return nil
-	}
-	n, err := hd.store.Failures(ctx, h.ID)
-	if errors.Is(err, repository.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return repository.Unavailable(err)
-	}
-	if n < hd.cfg.DisableAfter {
+// afterFailure disables a webhook once its failed deliveries in a row, n, counted in the same
+// transaction that recorded the failure, reach DisableAfter.
+func (hd *Handler) afterFailure(ctx context.Context, h repository.Webhook, n int) error {
+	if hd.cfg.DisableAfter == 0 || n < hd.cfg.DisableAfter {
 		return nil
 	}
 	return hd.disable(ctx, h, fmt.Sprintf("%d failed deliveries in a row", n))

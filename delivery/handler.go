@@ -83,8 +83,8 @@ func (c Config) validate() error {
 type Ledger interface {
 	// Claim stores ev and reports whether it is new.
 	Claim(ctx context.Context, ev repository.Event) (bool, error)
-	// Record makes an attempt's outcome durable.
-	Record(ctx context.Context, o repository.Outcome) error
+	// Record makes an attempt's outcome durable and says what the disable decision needs.
+	Record(ctx context.Context, o repository.Outcome) (repository.Recorded, error)
 }
 
 // Lookup reads what a retry, a postponed delivery or a redelivery needs.
@@ -99,8 +99,6 @@ type Webhooks interface {
 	Webhook(ctx context.Context, id uint64) (repository.Webhook, error)
 	// Disable turns the webhook off and reports whether it was on.
 	Disable(ctx context.Context, id uint64, reason string) (bool, error)
-	// Failures is the webhook's failed deliveries in a row.
-	Failures(ctx context.Context, id uint64) (int, error)
 }
 
 // Outbox holds the notifications whose publish has not been confirmed.

@@ -26,7 +26,7 @@ func (hd *Handler) postpone(ctx context.Context, j job) error {
 		// A first attempt's delivery has no row yet: it gets one, pending and due when the
 		// postponement ends, so that the repair sweep sees it should the message be lost.
 		due := hd.now().Add(firstDelay(hd.cfg.Topology.Ladder))
-		err := hd.record(ctx, repository.Outcome{
+		_, err := hd.record(ctx, repository.Outcome{
 			DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
 			Status: repository.StatusPending, Due: due, NoAttempt: true,
 		})

@@ -62,13 +62,27 @@ type Outcome struct {
 	// Again marks an outcome recorded again after an error: the earlier call may have been
 	// applied all the same.
 	Again bool
+
+	// failures is filled by the flush: the webhook's failed deliveries in a row once a
+	// CountFailure outcome is recorded.
+	failures int
+}
+
+// Recorded is what the log says once an outcome is recorded.
+type Recorded struct {
+	// FailuresInARow is the webhook's failed deliveries in a row, counting this one, for an
+	// outcome with CountFailure; 0 otherwise.
+	FailuresInARow int
 }
 
 // Record stores the attempt and the delivery's new status durably, group-committed with
-// other callers' outcomes. An outcome for an older attempt than the delivery has seen never
-// overwrites a newer one.
-func (s *Store) Record(ctx context.Context, o Outcome) error {
-	return s.records.Do(ctx, &o)
+// other callers' outcomes, and answers what the disable decision needs. An outcome for an
+// older attempt than the delivery has seen never overwrites a newer one.
+func (s *Store) Record(ctx context.Context, o Outcome) (Recorded, error) {
+	if err := s.records.Do(ctx, &o); err != nil {
+		return Recorded{}, err
+	}
+	return Recorded{FailuresInARow: o.failures}, nil
 }
 
 func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
@@ -134,10 +148,19 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 			return fmt.Errorf("upsert deliveries: %w", err)
 		}
 		for _, o := range outcomes {
-			if o.CountFailure && !applied[o] {
+			if !o.CountFailure {
+				continue
+			}
+			if !applied[o] {
 				if _, err := tx.ExecContext(ctx, "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", o.WebhookID); err != nil {
 					return fmt.Errorf("count failure: %w", err)
 				}
+			}
+			// A webhook deleted meanwhile has no count: 0 disables nothing.
+			o.failures = 0
+			err := tx.GetContext(ctx, &o.failures, "SELECT consecutive_failures FROM webhooks WHERE id = ?", o.WebhookID)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("read failures: %w", err)
 			}
 		}
 		if len(succeeded) > 0 {

@@ -65,7 +65,7 @@ func TestRecordNeverGoesBack(t *testing.T) {
 	id := repository.DeliveryID("r", 9)
 	rec := func(attempt int, status string, code int) {
 		t.Helper()
-		err := bed.Store.Record(ctx, repository.Outcome{DeliveryID: id, EventID: "r", WebhookID: 9, Attempt: attempt,
+		_, err := bed.Store.Record(ctx, repository.Outcome{DeliveryID: id, EventID: "r", WebhookID: 9, Attempt: attempt,
 			Status: status, StatusCode: code, StartedAt: time.Now(), Duration: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -98,7 +98,7 @@ func TestPurge(t *testing.T) {
 		if _, err := bed.Store.Claim(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
-		err := bed.Store.Record(ctx, repository.Outcome{DeliveryID: repository.DeliveryID(id, uint64(i+1)), EventID: id,
+		_, err := bed.Store.Record(ctx, repository.Outcome{DeliveryID: repository.DeliveryID(id, uint64(i+1)), EventID: id,
 			WebhookID: uint64(i + 1), Attempt: 1, Status: repository.StatusSucceeded, StatusCode: 200, StartedAt: time.Now()})
 		if err != nil {
 			t.Fatal(err)
@@ -130,12 +130,13 @@ func TestRecordAgainAppliedOnce(t *testing.T) {
 	out := repository.Outcome{DeliveryID: repository.DeliveryID("again", hook), EventID: "again", WebhookID: hook,
 		Attempt: 1, Status: repository.StatusFailed, StatusCode: 500, StartedAt: time.Now(), Duration: time.Millisecond,
 		CountFailure: true}
-	if err := bed.Store.Record(ctx, out); err != nil {
-		t.Fatal(err)
+	rec, err := bed.Store.Record(ctx, out)
+	if err != nil || rec.FailuresInARow != 1 {
+		t.Fatalf("Record = %+v, %v; want 1 failure in a row", rec, err)
 	}
 	out.Again = true
-	if err := bed.Store.Record(ctx, out); err != nil {
-		t.Fatal(err)
+	if rec, err = bed.Store.Record(ctx, out); err != nil || rec.FailuresInARow != 1 {
+		t.Fatalf("Record again = %+v, %v; want still 1 failure in a row", rec, err)
 	}
 	if n := bed.Count("SELECT COUNT(*) FROM attempts WHERE delivery_id=?", out.DeliveryID); n != 1 {
 		t.Errorf("attempt rows = %d, want 1", n)

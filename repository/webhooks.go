@@ -80,19 +80,6 @@ func (s *Store) Disable(ctx context.Context, id uint64, reason string) (bool, er
 	return n == 1, nil
 }
 
-// Failures returns the webhook's failed deliveries in a row.
-func (s *Store) Failures(ctx context.Context, id uint64) (int, error) {
-	var n int
-	err := s.db.GetContext(ctx, &n, "SELECT consecutive_failures FROM webhooks WHERE id = ?", id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("webhook %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("select failures of webhook %d: %w", id, err)
-	}
-	return n, nil
-}
-
 // Notification is a webhook.disabled announcement.
 type Notification struct {
 	WebhookID uint64    `db:"id"`

@@ -47,26 +47,35 @@ type Outcome struct {
 	Step int
 }
 
-// Decision is what to do after an attempt.
+// Decision is what to do after an attempt. Delay and Step are set only with Retry; Reason is
+// set with every verdict but Succeeded.
 type Decision struct {
+	// Verdict is what happens to the delivery.
 	Verdict Verdict
-	// Delay is the wait before the next attempt, with Retry.
+	// Delay is the wait before the next attempt, with Retry: always one of the ladder's delays.
 	Delay time.Duration
-	// Step is the ladder step the next attempt will be on, with Retry.
+	// Step is the ladder step the next attempt will be on, with Retry: the attempt's step + 1.
 	Step int
-	// Reason says why the attempt failed ("HTTP 500", "410 Gone: webhook disabled", the
-	// error's text); empty when it succeeded.
+	// Reason says why the attempt failed: "410 Gone: webhook disabled", the error's text when
+	// there is an error, else "HTTP <status>". It is set with Retry too, for the log; empty
+	// when the attempt succeeded.
 	Reason string
 }
 
 // Decide says what happens after an attempt with outcome o, on ladder l, at time now
-// (contract §4). It is a pure function of its arguments:
-//   - a 2xx without error succeeds;
-//   - 410 Gone fails the delivery and disables the webhook;
+// (contract §4). It is a pure function of its arguments: no clock, no I/O. The rules, first
+// match wins:
+//   - a 2xx without error succeeds; a 2xx with an error is a failure like any other;
+//   - 410 Gone fails the delivery and disables the webhook, on any step;
 //   - an error marked Permanent (an invalid URL, a refused destination) fails at once;
-//   - anything else is retried on the ladder, and fails once the ladder is used up; after a
-//     429 or 503 whose Retry-After is still ahead, the wait is the shortest ladder delay not
-//     shorter than it, or the longest one. Retry-After on other statuses is ignored.
+//   - anything else (another status, a 3xx since redirects are not followed, a transport
+//     error) is retried after l[step] on step step+1, a negative step counting as 0, and
+//     fails once the ladder is used up (step >= len(l));
+//   - after a 429 or 503 whose Retry-After is still ahead of now, the wait is instead the
+//     shortest ladder delay not shorter than RetryAfter-now, or the longest one, as
+//     Ladder.Next does. Retry-After never extends the ladder: once it is used up a 429 or
+//     503 fails like any other failure. A Retry-After not after now, or on another status,
+//     is ignored.
 func Decide(o Outcome, l Ladder, now time.Time) Decision {
 	switch {
 	case o.Err == nil && o.Status >= 200 && o.Status < 300:

@@ -1,6 +1,7 @@
-// Package retry decides what happens to a delivery after a failed attempt: wait in one of the
-// ladder's TTL queues, or fail for good. It knows nothing of payloads or brokers; the consumer
-// asks it where a delivery goes next and the queue names to declare.
+// Package retry decides what happens to a delivery after an attempt: it succeeded, it waits in
+// one of the ladder's TTL queues for another attempt, it failed for good, or it failed and its
+// webhook is disabled (Decide). It knows nothing of payloads or brokers; the consumer asks it
+// where a delivery goes next and the queue names to declare.
 package retry
 
 import (
