@@ -17,6 +17,21 @@ import (
 // and, after a failure with retries left, a retry message confirmed in a TTL queue. A nil
 // error means the message that carried the job may be acked.
 func (hd *Handler) deliver(ctx context.Context, j job) (err error) {
+	if !j.redelivery {
+		// A redelivery is asked for whatever else is under way; anything else already in
+		// flight here is the same attempt, come back with its message after a lost channel.
+		var leave func(durable bool)
+		var settled bool
+		leave, settled, err = hd.inflight.enter(ctx, j.deliveryID, j.attempt)
+		if err != nil || settled {
+			if settled {
+				metricDuplicatesAvoided.Inc()
+			}
+			return err
+		}
+		// Deferred before the recovery below, so that it sees a panic as an error.
+		defer func() { leave(err == nil) }()
+	}
 	// Deliveries of one message run on their own goroutines: a panic must end here, as an
 	// error that requeues the message, not take the process down.
 	defer func() {

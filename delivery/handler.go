@@ -144,6 +144,7 @@ type Handler struct {
 
 	slots     *semaphore.Weighted
 	shares    *limiter
+	inflight  inflight
 	postponed *batch.Batcher[broker.Postponed]
 }
 

@@ -36,6 +36,10 @@ var (
 		Name: "webhookd_oldest_overdue_seconds",
 		Help: "How long past its due time the pending delivery due first is; 0 when none is overdue.",
 	})
+	metricDuplicatesAvoided = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "webhookd_duplicate_attempts_avoided_total",
+		Help: "Attempts not made because the same attempt was in flight in this worker and ended with a durable outcome (a message back after a lost channel).",
+	})
 	metricInFlight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "webhookd_deliveries_in_flight",
 		Help: "Delivery attempts in progress.",

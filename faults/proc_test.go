@@ -31,6 +31,7 @@ type ProcOptions struct {
 	ShutdownTimeout time.Duration // default 10s
 	HTTPTimeout     time.Duration // default 10s
 	Concurrency     int           // default 16
+	Prefetch        int           // default the worker's (8 × Concurrency)
 }
 
 // Proc is `webhookd run` as a process of its own, on a bed's database and queues.
@@ -85,6 +86,7 @@ func StartProc(t *testing.T, bed *testbed.Bed, o ProcOptions) *Proc {
 		"WEBHOOKD_SHUTDOWN_TIMEOUT="+o.ShutdownTimeout.String(),
 		"WEBHOOKD_HTTP_TIMEOUT="+o.HTTPTimeout.String(),
 		fmt.Sprintf("WEBHOOKD_CONCURRENCY=%d", o.Concurrency),
+		fmt.Sprintf("WEBHOOKD_PREFETCH=%d", o.Prefetch),
 		"WEBHOOKD_DISABLE_AFTER=0",
 		"WEBHOOKD_LOG_LEVEL=debug",
 		// The race detector waits a second before exiting, which would count against
