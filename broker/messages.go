@@ -205,6 +205,7 @@ func Copy(d amqp.Delivery) amqp.Publishing {
 	delete(h, headerDeliveryCount)
 	h[HeaderExchange] = Exchange(d)
 	h[HeaderRoutingKey] = RoutingKey(d)
+	h[headerRequeued] = true
 	return amqp.Publishing{
 		Headers:       h,
 		ContentType:   d.ContentType,
@@ -216,6 +217,16 @@ func Copy(d amqp.Delivery) amqp.Publishing {
 		Timestamp:     d.Timestamp,
 		Body:          d.Body,
 	}
+}
+
+// headerRequeued marks a copy published again by Copy.
+const headerRequeued = "x-webhookd-requeued"
+
+// Redelivered reports whether d was handed out before: by the broker (a requeue or a lost
+// channel) or, as a Copy, by webhookd. A handler must then expect its work partly done.
+func Redelivered(d amqp.Delivery) bool {
+	again, _ := d.Headers[headerRequeued].(bool)
+	return d.Redelivered || again
 }
 
 // RoutingKey is the routing key d was first published with: HeaderRoutingKey on a copy

@@ -46,6 +46,9 @@ func TestCopyKeepsTheOrigin(t *testing.T) {
 	if c.Headers["traceparent"] != "00-x" || c.DeliveryMode != amqp.Persistent {
 		t.Errorf("copy lost a header or persistence: %+v", c)
 	}
+	if Redelivered(d) || !Redelivered(again) {
+		t.Errorf("Redelivered = %v for the original, %v for the copy; want false, true", Redelivered(d), Redelivered(again))
+	}
 	if n, ok := DeliveryCount(d); !ok || n != 10 {
 		t.Errorf("DeliveryCount = %d, %v; want 10", n, ok)
 	}

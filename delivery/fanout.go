@@ -37,7 +37,7 @@ func (hd *Handler) handleEvent(ctx context.Context, d amqp.Delivery) error {
 		return repository.Unavailable(fmt.Errorf("claim event: %w", err))
 	}
 	if !isNew {
-		if !d.Redelivered {
+		if !broker.Redelivered(d) {
 			hd.log.Info("duplicate event ignored", "event_id", ev.ID, "event", ev.Name)
 			return nil
 		}
