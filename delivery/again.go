@@ -11,7 +11,6 @@ import (
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/repository"
-	"github.com/webhookd/webhookd/retry"
 )
 
 // handleRetry makes the next attempt of a delivery back from a retry queue.
@@ -97,14 +96,7 @@ func (hd *Handler) waitForRow(ctx context.Context, d amqp.Delivery, r broker.Ret
 	}
 	hd.log.Info("retry came back before its delivery's row: parked again", "delivery_id", r.DeliveryID, "attempt", r.Attempt)
 	metricWaitingForRow.Inc()
-	pctx, cancel := context.WithTimeout(ctx, broker.PublishTimeout)
-	defer cancel()
-	err := hd.pub.Publish(pctx, broker.Publishing{
-		Key:       retry.QueueName(hd.cfg.Topology.Queue, firstDelay(hd.cfg.Topology.Ladder)),
-		Mandatory: true,
-		Msg:       r.Again(d, now),
-	})
-	if err != nil {
+	if err := hd.publishRetry(ctx, r.Again(d, now), firstDelay(hd.cfg.Topology.Ladder)); err != nil {
 		return fmt.Errorf("park retry again: %w", err)
 	}
 	return nil

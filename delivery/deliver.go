@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/internal/backoff"
 	"github.com/webhookd/webhookd/repository"
@@ -134,22 +136,23 @@ func (hd *Handler) jobLog(j job) *slog.Logger {
 // park publishes the retry message of a failed attempt to the TTL queue of its delay and
 // waits for the broker's confirm. It carries no x-death: the attempt travels in our headers.
 func (hd *Handler) park(ctx context.Context, j job, next retry.Decision) error {
-	if err := hd.publishRetry(ctx, broker.Retry{DeliveryID: j.deliveryID, Attempt: j.attempt + 1, Step: next.Step}, next.Delay); err != nil {
+	r := broker.Retry{DeliveryID: j.deliveryID, Attempt: j.attempt + 1, Step: next.Step}
+	if err := hd.publishRetry(ctx, r.Publishing(hd.now()), next.Delay); err != nil {
 		return fmt.Errorf("park retry: %w", err)
 	}
 	metricRetries.WithLabelValues(next.Delay.String()).Inc()
 	return nil
 }
 
-// publishRetry puts r in the TTL queue of delay and returns once the broker has confirmed it,
-// persistent and routed.
-func (hd *Handler) publishRetry(ctx context.Context, r broker.Retry, delay time.Duration) error {
+// publishRetry puts the retry message msg in the TTL queue of delay and returns once the broker
+// has confirmed it, persistent and routed.
+func (hd *Handler) publishRetry(ctx context.Context, msg amqp.Publishing, delay time.Duration) error {
 	pctx, cancel := context.WithTimeout(ctx, broker.PublishTimeout)
 	defer cancel()
 	return hd.pub.Publish(pctx, broker.Publishing{
 		Key:       retry.QueueName(hd.cfg.Topology.Queue, delay),
 		Mandatory: true,
-		Msg:       r.Publishing(hd.now()),
+		Msg:       msg,
 	})
 }
 
