@@ -7,6 +7,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/consumer"
@@ -22,20 +23,29 @@ func (hd *Handler) postpone(ctx context.Context, j job) error {
 		Delivery: j.deliveryID, Event: j.event.ID, Webhook: j.webhook.ID,
 		Attempt: j.attempt, Step: j.step, Redelivery: j.redelivery,
 	}
+	// A first attempt's delivery has no row yet: it gets one, pending and due when the
+	// postponement ends, so that the repair sweep sees it should the message be lost. The row
+	// and the message are written at once, each in its own group commit; the message comes
+	// back after the first delay, by when the row is there (and a postponed delivery without
+	// one is taken as never attempted).
+	var g errgroup.Group
 	if j.attempt == 1 && !j.redelivery {
-		// A first attempt's delivery has no row yet: it gets one, pending and due when the
-		// postponement ends, so that the repair sweep sees it should the message be lost.
-		due := hd.now().Add(firstDelay(hd.cfg.Topology.Ladder))
-		_, err := hd.record(ctx, repository.Outcome{
-			DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
-			Status: repository.StatusPending, Due: due, NoAttempt: true,
-		})
-		if err != nil {
+		g.Go(func() error {
+			_, err := hd.record(ctx, repository.Outcome{
+				DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
+				Status: repository.StatusPending, Due: hd.now().Add(firstDelay(hd.cfg.Topology.Ladder)), NoAttempt: true,
+			})
 			return err
-		}
+		})
 	}
-	if err := hd.postponed.Do(ctx, p); err != nil {
-		return fmt.Errorf("postpone delivery: %w", err)
+	g.Go(func() error {
+		if err := hd.postponed.Do(ctx, p); err != nil {
+			return fmt.Errorf("postpone delivery: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	metricPostponed.Inc()
 	hd.log.Debug("delivery postponed: webhook slow and at its share of attempts, or slow webhooks at theirs",
