@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -263,9 +264,21 @@ func serverPIDs() string {
 		if err != nil {
 			continue
 		}
-		if comm, _, ok := procCPU(pid); ok && (comm == "beam.smp" || comm == "mariadbd" || comm == "mysqld") {
+		comm, _, ok := procCPU(pid)
+		switch {
+		case !ok:
+		case comm == "mariadbd" || comm == "mysqld":
+			pids = append(pids, comm+":"+e.Name())
+		case comm == "beam.smp" && rabbitServer(pid):
 			pids = append(pids, comm+":"+e.Name())
 		}
 	}
 	return strings.Join(pids, ",")
+}
+
+// rabbitServer tells a RabbitMQ node from the other Erlang VMs on the machine: rabbitmqctl and
+// its kin run beam.smp too, for a second or two each.
+func rabbitServer(pid int) bool {
+	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && bytes.Contains(cmd, []byte("\x00rabbit\x00boot\x00"))
 }
