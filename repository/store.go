@@ -108,12 +108,14 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 		return func(n int) { opts.ObserveBatch(kind, n) }
 	}
+	// A batch's statement carries every item's bytes: it must fit the server's packet too.
+	maxWeight := min(batch.DefaultMaxWeight, s.maxClaim)
 	s.claims = batch.New(s.flushClaims, batch.Options[claim]{
-		Flushers: opts.Flushers, Max: opts.MaxBatch, Observe: observe("claim"),
+		Flushers: opts.Flushers, Max: opts.MaxBatch, Observe: observe("claim"), MaxWeight: maxWeight,
 		Weight: func(c *claim) int { return len(c.event.Data) + len(c.event.ID) + 256 },
 	})
 	s.records = batch.New(s.flushOutcomes, batch.Options[Outcome]{
-		Flushers: opts.Flushers, Max: opts.MaxBatch, Observe: observe("record"), Linger: opts.RecordLinger,
+		Flushers: opts.Flushers, Max: opts.MaxBatch, Observe: observe("record"), Linger: opts.RecordLinger, MaxWeight: maxWeight,
 		Weight: func(o *Outcome) int { return len(o.ResponseBody) + len(o.Error) + 256 },
 	})
 	return s, nil

@@ -32,6 +32,9 @@ type Options[T any] struct {
 	// Weight, if set, is an item's size in bytes: a batch stops growing at MaxWeight, so that
 	// a few large events cannot make a statement bigger than the server's max_allowed_packet.
 	Weight func(*T) int
+	// MaxWeight bounds a batch's total Weight; an item heavier than that alone goes in a
+	// batch of its own. Defaults to DefaultMaxWeight.
+	MaxWeight int
 	// Observe, if set, is told the size of every batch.
 	Observe func(size int)
 	// Linger is how long a batch waits for more items while traffic is light: the previous
@@ -53,6 +56,9 @@ func New[T any](flush func(context.Context, []*T) error, opts Options[T]) *Batch
 	}
 	if opts.Max == 0 {
 		opts.Max = 256
+	}
+	if opts.MaxWeight == 0 {
+		opts.MaxWeight = DefaultMaxWeight
 	}
 	b := &Batcher[T]{
 		in:    make(chan batchItem[T]),
@@ -119,7 +125,7 @@ func (b *Batcher[T]) run() {
 				lingerC = nil
 				continue
 			case it := <-b.in:
-				if w := b.weigh(it); weight+w > MaxWeight {
+				if w := b.weigh(it); weight+w > b.opts.MaxWeight {
 					next = &it
 					break fill
 				} else {
@@ -165,9 +171,9 @@ func (b *Batcher[T]) run() {
 // lingerBelow is the batch size under which traffic counts as light (see Options.Linger).
 const lingerBelow = 16
 
-// MaxWeight bounds a batch's weight. It keeps a batch's statements well under MySQL's
-// default 16 MiB max_allowed_packet (64 MiB on MySQL 8).
-const MaxWeight = 8 << 20
+// DefaultMaxWeight is Options.MaxWeight's default: well under MariaDB's default 16 MiB
+// max_allowed_packet (64 MiB on MySQL 8).
+const DefaultMaxWeight = 8 << 20
 
 // flushTimeout bounds one flush, so that a server that stops answering without closing its
 // connections fails the batch instead of holding every caller forever.

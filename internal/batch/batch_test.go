@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,70 @@ func TestBatcherLingersWhileLight(t *testing.T) {
 	defer mu.Unlock()
 	if len(sizes) != 1 || sizes[0] != 2 {
 		t.Errorf("batches %v, want one of 2", sizes)
+	}
+}
+
+// A batch never weighs more than MaxWeight: items queued behind a held flush go in batches
+// that fit, and one heavier than the bound alone goes in a batch of its own.
+func TestBatcherKeepsUnderMaxWeight(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var weights []int
+	release := make(chan struct{})
+	first := true
+	b := New(func(ctx context.Context, items []*int) error {
+		mu.Lock()
+		wait := first
+		first = false
+		w := 0
+		for _, v := range items {
+			w += *v
+		}
+		weights = append(weights, w)
+		mu.Unlock()
+		if wait {
+			<-release
+		}
+		return nil
+	}, Options[int]{Max: 100, MaxWeight: 10, Weight: func(v *int) int { return *v }})
+	defer b.Close()
+
+	items := []int{1, 4, 4, 4, 4, 4, 12, 3, 3, 3}
+	var wg sync.WaitGroup
+	held := make(chan error, 1)
+	go func() { v := 1; held <- b.Do(context.Background(), &v) }()
+	for {
+		mu.Lock()
+		n := len(weights)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	for _, it := range items[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := it
+			if err := b.Do(context.Background(), &v); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(release)
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, w := range weights {
+		total += w
+		if w > 10 && w != 12 {
+			t.Errorf("a batch weighed %d, over MaxWeight 10 (batches %v)", w, weights)
+		}
+	}
+	if total != 42 {
+		t.Errorf("batches weighed %d in all, want 42 (batches %v)", total, weights)
 	}
 }
