@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -305,14 +306,23 @@ func headerInt(v any) (int, bool) {
 	case int32:
 		return int(n), true
 	case int64:
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return 0, false // the worker writes int32: not one of its own
+		}
 		return int(n), true
 	case int:
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return 0, false
+		}
 		return n, true
 	case uint8:
 		return int(n), true
 	case uint16:
 		return int(n), true
 	case uint32:
+		if n > math.MaxInt32 {
+			return 0, false
+		}
 		return int(n), true
 	}
 	return 0, false

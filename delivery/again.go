@@ -32,6 +32,12 @@ func (hd *Handler) handleRetry(ctx context.Context, d amqp.Delivery) error {
 		hd.log.Debug("stale retry dropped", "delivery_id", id, "attempt", attempt)
 		return nil
 	}
+	if attempt > j.attempt+1 {
+		// A retry is parked before its attempt's outcome is recorded, so the row may lag one
+		// attempt behind, never more: the outcomes in between are still being recorded, or
+		// the message is not the worker's own.
+		return hd.waitForRow(ctx, d, r)
+	}
 	j.attempt, j.step = attempt, step
 	return hd.deliver(ctx, j)
 }
@@ -81,18 +87,20 @@ func (hd *Handler) handleRedeliver(ctx context.Context, d amqp.Delivery) error {
 // errNoRow means a retry's delivery has no row (yet).
 var errNoRow = errors.New("delivery has no row")
 
-// waitForRow parks a retry whose delivery has no row yet in the first retry queue again. Its
-// attempt's outcome is still being recorded (the retry is parked before it, and recording
-// waits out a database that is locked or away); the retry is taken once the row exists. One
-// that has waited longer than RepairAfter has no attempt behind it that will ever be
-// recorded: a forged or foreign message, dead-lettered.
+// waitForRow parks a retry whose delivery has no row yet, or a row more than one attempt
+// behind it, in the first retry queue again. Its attempt's outcome is still being recorded
+// (the retry is parked before it, and recording waits out a database that is locked or away);
+// the retry is taken once the row has caught up. One that has waited longer than RepairAfter
+// has no attempt behind it that will ever be recorded: a forged or foreign message,
+// dead-lettered (a pending row is the repair sweep's). A waiting time from the future is
+// forged too, and counts from now.
 func (hd *Handler) waitForRow(ctx context.Context, d amqp.Delivery, r broker.Retry) error {
 	now := hd.now()
-	if r.WaitingSince.IsZero() {
+	if r.WaitingSince.IsZero() || r.WaitingSince.After(now) {
 		r.WaitingSince = now
 	}
 	if waited := now.Sub(r.WaitingSince); waited > hd.cfg.RepairAfter {
-		return consumer.Rejectf("unknown delivery id %q: no row after %s", r.DeliveryID, waited.Round(time.Millisecond))
+		return consumer.Rejectf("unknown delivery id %q or attempt %d: no row for it after %s", r.DeliveryID, r.Attempt, waited.Round(time.Millisecond))
 	}
 	hd.log.Info("retry came back before its delivery's row: parked again", "delivery_id", r.DeliveryID, "attempt", r.Attempt)
 	metricWaitingForRow.Inc()

@@ -307,7 +307,7 @@ func TestPoisonMessagesGoToDeadQueue(t *testing.T) {
 		{name: "event differs from key", key: "TASK.DELETED", body: testbed.Event("a", "TASK.CREATED", 1, ""), reason: "does not match routing key"},
 		{name: "too large", key: "TASK.CREATED", body: big, reason: "too large"},
 		{name: "unknown redelivery", key: "", body: `{"redeliver":"nope"}`, msgType: broker.TypeRedeliver, reason: "unknown delivery id"},
-		{name: "unknown retry", key: "", msgType: broker.TypeRetry, reason: "unknown delivery id \"nope\": no row after",
+		{name: "unknown retry", key: "", msgType: broker.TypeRetry, reason: "unknown delivery id \"nope\" or attempt 2: no row for it after",
 			headers: amqp.Table{broker.HeaderDelivery: "nope", broker.HeaderAttempt: int32(2), broker.HeaderStep: int32(1)}},
 		{name: "retry without headers", key: "", msgType: broker.TypeRetry, reason: "headers"},
 		{name: "postponed not a list", key: "", body: `{"delivery":"x"}`, msgType: broker.TypePostponed, reason: "want a JSON array"},

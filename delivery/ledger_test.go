@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"database/sql"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,53 @@ func TestEventOverMaxAllowedPacketIsDeadLettered(t *testing.T) {
 	})
 	if n := bed.Count("SELECT COUNT(*) FROM events WHERE id='huge'"); n != 0 {
 		t.Errorf("huge event stored %d times, want 0", n)
+	}
+}
+
+// A forged retry is dead-lettered once it has waited RepairAfter, even one claiming to have
+// waited since a time to come, and one whose attempt number jumps ahead of its delivery's
+// row is never attempted.
+func TestForgedRetriesEndInTheDeadQueue(t *testing.T) {
+	t.Parallel()
+	bed := testbed.New(t)
+	rc := testbed.NewReceiver(t)
+	rc.Respond(func(*http.Request, int) (int, http.Header) { return http.StatusInternalServerError, nil })
+	hook := bed.AddWebhook(testbed.Webhook{Account: 1, Event: "TASK.CREATED", URL: rc.URL + "/a"})
+	bed.StartWorker(testbed.WorkerOptions{
+		Ladder:      retry.Ladder{3 * time.Second, 3 * time.Second},
+		RepairAfter: time.Second,
+	})
+
+	future := broker.Retry{DeliveryID: repository.DeliveryID("nobody", hook), Attempt: 2, Step: 1,
+		WaitingSince: time.Now().Add(24 * time.Hour)}
+	bed.Publish("", bed.Queue, future.Publishing(time.Now()))
+	// An event whose attempts all fail gets a retry forged for attempt 99 beside its own.
+	bed.PublishEvent("TASK.CREATED", testbed.Event("jumped", "TASK.CREATED", 1, ""))
+	testbed.Eventually(t, wait, "the event's first attempt recorded", func() bool {
+		return bed.Count("SELECT COUNT(*) FROM deliveries WHERE event_id='jumped' AND attempts = 1") == 1
+	})
+	jumped := broker.Retry{DeliveryID: repository.DeliveryID("jumped", hook), Attempt: 99, Step: 1}
+	bed.Publish("", bed.Queue, jumped.Publishing(time.Now()))
+
+	dead := map[string]string{}
+	for range 2 {
+		msg := bed.Get(bed.Queue+".dead", wait)
+		id, _ := msg.Headers[broker.HeaderDelivery].(string)
+		dead[id], _ = msg.Headers[broker.HeaderError].(string)
+	}
+	for _, r := range []broker.Retry{future, jumped} {
+		if reason, ok := dead[r.DeliveryID]; !ok || !strings.Contains(reason, "no row for it") {
+			t.Errorf("retry for %s: dead-lettered %v with reason %q, want it dead-lettered for no row caught up", r.DeliveryID, ok, reason)
+		}
+	}
+	testbed.Eventually(t, wait, "the event's delivery to fail after the ladder", func() bool {
+		return bed.Count("SELECT COUNT(*) FROM deliveries WHERE event_id='jumped' AND status='failed' AND attempts=3") == 1
+	})
+	var attempts []string
+	for _, r := range rc.Requests("/a") {
+		attempts = append(attempts, r.Header.Get("X-Webhook-Attempt"))
+	}
+	if got := strings.Join(attempts, ","); got != "1,2,3" {
+		t.Errorf("receiver got attempts %s, want 1,2,3", got)
 	}
 }
