@@ -32,6 +32,7 @@ type ProcOptions struct {
 	HTTPTimeout     time.Duration // default 10s
 	Concurrency     int           // default 16
 	Prefetch        int           // default the worker's (8 × Concurrency)
+	RepairAfter     time.Duration // default the worker's (15m)
 }
 
 // Proc is `webhookd run` as a process of its own, on a bed's database and queues.
@@ -93,6 +94,9 @@ func StartProc(t *testing.T, bed *testbed.Bed, o ProcOptions) *Proc {
 		// the shutdown timings.
 		"GORACE=atexit_sleep_ms=0",
 	)
+	if o.RepairAfter > 0 {
+		env = append(env, "WEBHOOKD_REPAIR_AFTER="+o.RepairAfter.String())
+	}
 	p.log = filepath.Join(t.TempDir(), fmt.Sprintf("worker-%d.log", procSeq.Add(1)))
 	logf, err := os.Create(p.log)
 	if err != nil {
