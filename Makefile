@@ -13,8 +13,8 @@ IMAGE ?= webhookd
 .PHONY: help services run test test-short bench build lint fuzz docker
 
 help:
-	@echo "make run         start RabbitMQ and MariaDB, migrate, run the worker"
-	@echo "make test        start the services, run every test with -race, then the fault tests"
+	@echo "make run         start RabbitMQ and MariaDB, migrate, run the worker and the API, print a portal link"
+	@echo "make test        start the services, check the alert rules, run every test with -race, then the fault tests"
 	@echo "make test-short  run the tests that need no servers"
 	@echo "make bench       start the services, run ./bench"
 	@echo "make build       build bin/webhookd"
@@ -25,14 +25,19 @@ help:
 services:
 	@$(SERVICES)
 
-# The local demo posts to a receiver on loopback, which the destination guard refuses unless told.
-run: services
-	$(GO) run . migrate
-	WEBHOOKD_ALLOW_PRIVATE_NETWORKS=$${WEBHOOKD_ALLOW_PRIVATE_NETWORKS:-true} $(GO) run . run
+# The local demo: the worker and `webhookd api` side by side, and a portal link for account 1
+# (scripts/run.sh; it lets the worker post to loopback and gives the API a development key).
+run: services build
+	bin/webhookd migrate
+	@bash scripts/run.sh
 
 # The fault tests (./faults, build tag faults) stop and restart RabbitMQ and MariaDB, so they
 # run after the others, one at a time.
+# The alert rules are checked and unit-tested with promtool (Debian's prometheus package, which
+# services.sh installs) before the Go tests, which also check the dashboard's expressions.
 test: services
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -race -tags faults -p 1 -count=1 -timeout 15m ./faults/
 

@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/config"
+	"github.com/webhookd/webhookd/internal/progress"
+	"github.com/webhookd/webhookd/redeliver"
 	"github.com/webhookd/webhookd/repository"
 )
 
@@ -60,6 +59,14 @@ func runRedeliver(ctx context.Context, cfg config.Config, args []string, out io.
 	if len(f.IDs) > len(ids) {
 		fmt.Fprintf(out, "%d of the ids given are unknown or belong to a deleted or disabled webhook\n", len(f.IDs)-len(ids))
 	}
+	if *dry {
+		counts, err := store.CountByWebhook(ctx, ids)
+		if err != nil {
+			return err
+		}
+		printDryRun(out, len(ids), "redeliveries", counts)
+		return nil
+	}
 	return publishRedeliveries(ctx, cfg, out, ids, *dry, "redeliveries")
 }
 
@@ -91,49 +98,39 @@ func runReplay(ctx context.Context, cfg config.Config, args []string, out io.Wri
 	if !w.Enabled {
 		return fmt.Errorf("webhook %d is disabled: enable it first (UPDATE webhooks SET enabled = 1 WHERE id = %d)", w.ID, w.ID)
 	}
-	events, err := store.Unsent(ctx, w, since.t, until.t)
-	if err != nil {
-		return err
-	}
-	var ids []string
-	if !*dry {
-		for _, e := range events {
-			id, err := store.CreateDelivery(ctx, e, w.ID)
-			if err != nil {
-				return err
-			}
-			ids = append(ids, id)
+	if *dry {
+		events, err := store.Unsent(ctx, w, since.t, until.t)
+		if err != nil {
+			return err
 		}
-	} else {
-		ids = events
+		printDryRun(out, len(events), "replayed events", []repository.WebhookCount{{WebhookID: w.ID, N: len(events)}})
+		return nil
 	}
-	return publishRedeliveries(ctx, cfg, out, ids, *dry, "replayed events")
+	var sent int
+	shown := progress.New(out)
+	err = withPublisher(ctx, cfg, func(ctx context.Context, p *broker.Publisher) error {
+		var err error
+		sent, err = redeliver.Replay(ctx, store, p, cfg.Queue, w, since.t, until.t, showProgress(shown, "replayed events"))
+		return err
+	})
+	printSummary(out, shown, sent, 0, "replayed events")
+	return err
 }
 
-// publishRedeliveries publishes one redelivery message per delivery id, several awaiting
-// their confirms at once, and prints how many were confirmed.
+// publishRedeliveries publishes one redelivery message per delivery id, showing its progress,
+// and prints how many were confirmed.
 func publishRedeliveries(ctx context.Context, cfg config.Config, out io.Writer, ids []string, dry bool, what string) error {
 	if dry || len(ids) == 0 {
 		fmt.Fprintf(out, "%d %s (dry run: %v)\n", len(ids), what, dry)
 		return nil
 	}
-	var sent atomic.Int64
+	var sent int
+	shown := progress.New(out)
 	err := withPublisher(ctx, cfg, func(ctx context.Context, p *broker.Publisher) error {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(64)
-		for _, id := range ids {
-			g.Go(func() error {
-				pctx, cancel := context.WithTimeout(gctx, 30*time.Second)
-				defer cancel()
-				err := p.Publish(pctx, broker.Publishing{Key: cfg.Queue, Mandatory: true, Msg: broker.Redelivery(id, time.Now())})
-				if err == nil {
-					sent.Add(1)
-				}
-				return err
-			})
-		}
-		return g.Wait()
+		var err error
+		sent, err = redeliver.Publish(ctx, p, cfg.Queue, ids, showProgress(shown, what))
+		return err
 	})
-	fmt.Fprintf(out, "%d %s\n", sent.Load(), what)
+	printSummary(out, shown, sent, len(ids), what)
 	return err
 }

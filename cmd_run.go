@@ -75,9 +75,19 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(workerGCPercent)
 	}
+	tp, stopTracing, err := startTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	// The admin server comes first: /healthz answers while the worker waits for its
 	// database, and a taken port stops the worker at once.
 	var ready atomic.Pointer[worker.Worker]
+	isReady := func() bool {
+		w := ready.Load()
+		return w != nil && w.Ready()
+	}
+	registerReady(isReady)
 	var adminLn net.Listener
 	if cfg.AdminAddr != "" {
 		ln, err := admin.Listen(cfg.AdminAddr)
@@ -91,10 +101,7 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 	adminDone := make(chan error, 1)
 	if adminLn != nil {
 		go func() {
-			adminDone <- admin.Serve(adminCtx, adminLn, admin.Handler(func() bool {
-				w := ready.Load()
-				return w != nil && w.Ready()
-			}))
+			adminDone <- admin.Serve(adminCtx, adminLn, admin.Handler(isReady))
 		}()
 	} else {
 		adminDone <- nil
@@ -129,6 +136,12 @@ func runWorker(ctx context.Context, cfg config.Config, _ []string, _ io.Writer) 
 		RepairAfter:     cfg.RepairAfter,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Version:         version,
+		TracerProvider:  tp,
+		BreakerAfter:    cfg.BreakerAfter,
+		BreakerProbe:    cfg.BreakerProbe,
+		BreakerHold:     cfg.BreakerHold,
+		OutageHosts:     cfg.OutageHosts,
+		OutageWindow:    cfg.OutageWindow,
 	}, store, cache, snd, log, nil)
 	if err != nil {
 		return err

@@ -2,7 +2,7 @@
 // RabbitMQ topic exchange, fans each out to the webhooks subscribed to it in MySQL, and POSTs
 // signed JSON, XML or form payloads, retrying failures through TTL queues.
 //
-// Commands: run (default), migrate, emit, receive, redeliver, replay, help.
+// Commands: run (default), migrate, emit, receive, redeliver, replay, status, api, token, help.
 package main
 
 import (
@@ -40,6 +40,9 @@ func commands() []command {
 		{"receive", "[--addr A] [--token T] [--status N]", "a debugging receiver: prints each webhook and checks its signatures", runReceive, false},
 		{"redeliver", "ID… | --event ID | --webhook ID [--status S] [--since T] [--until T] [--dry-run]", "attempt deliveries once more", runRedeliver, true},
 		{"replay", "--webhook ID --since T [--until T] [--dry-run]", "deliver stored events a webhook has no delivery for", runReplay, true},
+		{"status", "[--limit N]", "one screen for an operator: queues, the last hour's deliveries, what is overdue, disabled, open", runStatus, true},
+		{"api", "", "serve the delivery API and the portal on WEBHOOKD_API_ADDR", runAPI, true},
+		{"token", "--account N [--scope read|write|\"read write\"] [--ttl D]", "print a token for the delivery API", runToken, true},
 		{"help", "", "list commands and settings", nil, false},
 	}
 }
@@ -78,6 +81,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := cmd.run(ctx, cfg, args, stdout); err != nil {
 		if errors.Is(err, errUsage) {
 			fmt.Fprintf(stderr, "usage: webhookd %s %s\n", cmd.name, cmd.args)
+			return 2
+		}
+		if errors.Is(err, errSetting) {
+			fmt.Fprintf(stderr, "webhookd: %v\n", err)
 			return 2
 		}
 		fmt.Fprintf(stderr, "webhookd %s: %v\n", cmd.name, err)

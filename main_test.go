@@ -81,7 +81,8 @@ func TestHelpListsCommandsAndSettings(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("help exit code %d", code)
 	}
-	for _, want := range []string{"run", "migrate", "emit", "receive", "redeliver", "replay",
+	for _, want := range []string{"run", "migrate", "emit", "receive", "redeliver", "replay", "status", "api", "token",
+		"WEBHOOKD_API_ADDR", "127.0.0.1:8070", "WEBHOOKD_API_SECRET",
 		"WEBHOOKD_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", "WEBHOOKD_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/webhookd",
 		"WEBHOOKD_EXCHANGE", "WEBHOOKD_QUEUE", "WEBHOOKD_RETRY_DELAYS", "1m,5m,10m", "WEBHOOKD_HTTP_TIMEOUT",
 		"WEBHOOKD_CONCURRENCY", "WEBHOOKD_PREFETCH", "WEBHOOKD_DISABLE_AFTER", "WEBHOOKD_RETENTION", "720h",
@@ -357,6 +358,10 @@ func TestReplay(t *testing.T) {
 			t.Errorf("event %s not replayed; got %v", id, got)
 		}
 	}
+	// The receiver has answered; the outcomes are committed a moment later.
+	testbed.Eventually(t, 20*time.Second, "the replayed deliveries recorded", func() bool {
+		return bed.Count("SELECT COUNT(*) FROM deliveries WHERE webhook_id = ? AND status = 'succeeded'", late) == 2
+	})
 	out, _, _ = webhookd(t, env, "replay", "--webhook", fmt.Sprint(late), "--since", since.Format(time.RFC3339))
 	if !strings.Contains(out, "0 replayed events") {
 		t.Errorf("second replay printed %q, want 0", out)

@@ -131,6 +131,10 @@ func (e *env) close() {
 		for _, d := range ladder.Delays() {
 			queues = append(queues, retry.QueueName(e.queue, d))
 		}
+		for _, d := range broker.HoldDelays {
+			queues = append(queues, broker.Topology{Queue: e.queue}.HoldQueue(d))
+		}
+		queues = append(queues, broker.Topology{Queue: e.queue}.DueQueue())
 		for _, q := range queues {
 			ch, err := conn.Channel()
 			if err != nil {

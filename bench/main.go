@@ -3,7 +3,7 @@
 //
 //	go run ./bench                  every scenario (make bench), about 4 minutes
 //	go run ./bench -only drain,rss  some of them: floor, drain, classic, floorsteady, steady,
-//	                                fanout, rss, slow, slow4
+//	                                fanout, rss, slow, slow4, limits, breaker, ordered
 //	go run ./bench profile          drain a backlog with an in-process worker under a CPU
 //	                                profile and print its top (-hooks 1000: fan-out; -slow 1:
 //	                                beside a webhook answering after 5 s)
@@ -46,7 +46,7 @@ type bench struct {
 	envCount    int
 }
 
-var scenarioNames = []string{"floor", "drain", "classic", "floorsteady", "steady", "fanout", "rss", "slow", "slow4"}
+var scenarioNames = []string{"floor", "drain", "classic", "floorsteady", "steady", "fanout", "rss", "slow", "slow4", "limits", "breaker", "ordered"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -164,6 +164,9 @@ func runBench(ctx context.Context, args []string) error {
 			rep.slow4, err = b.slow(ctx, "slow4", 30_000, 4, 5*time.Second, 30*time.Second)
 			return
 		}},
+		{"limits", func() (err error) { rep.limits, err = b.limits(ctx, 1000, 20, 5); return }},
+		{"breaker", func() (err error) { rep.breaker, err = b.breaker(ctx, 20_000); return }},
+		{"ordered", func() (err error) { rep.ordered, err = b.ordering(ctx, 20_000, 1000); return }},
 	}
 	for _, s := range steps {
 		if err := step(s.name, s.fn); err != nil {

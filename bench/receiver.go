@@ -32,6 +32,8 @@ type receiver struct {
 type endpoint struct {
 	// delay is how long the endpoint takes to answer (the slow endpoint).
 	delay time.Duration
+	// status, if set, is what the endpoint answers instead of 200 (the failing endpoint).
+	status atomic.Int32
 
 	n           atomic.Int64
 	first, last atomic.Int64 // Unix nanoseconds of the first and last arrival
@@ -101,6 +103,10 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ep.note(at, buf.Bytes())
 	bodyPool.Put(buf)
+	if s := ep.status.Load(); s != 0 {
+		w.WriteHeader(int(s))
+		return
+	}
 	if ep.delay > 0 {
 		t := time.NewTimer(ep.delay)
 		select {

@@ -36,6 +36,9 @@ type report struct {
 	rss                   drainResult
 	slow                  slowResult
 	slow4                 slowResult // four slow webhooks beside the fast one
+	limits                limitsResult
+	breaker               breakerResult
+	ordered               orderedResult
 	machine               machine
 	elapsed               time.Duration
 	reruns                []string // scenarios run again because the servers were disturbed
@@ -191,6 +194,8 @@ func (r report) print(w io.Writer) {
 		fmt.Fprintf(w, "| webhookd: fast endpoint beside four 5 s ones on the same %s events | **%.0f %%** of alone (%s/s beside vs %s/s alone) | — | — |\n",
 			num(float64(s.n)), 100*s.share(), num(s.beside), num(s.alone))
 	}
+	r.printProtect(w)
+	r.printOrdered(w)
 	if r.classic.n > 0 || r.quorum.n > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Work queue type, drain of the same backlog:")
@@ -231,6 +236,8 @@ func (r report) print(w io.Writer) {
 				s.slowHooks, num(float64(s.besideGot)), num(float64(s.n)), s.window, num(float64(s.slowGot)), num(s.besideMid), num(s.aloneMid), s.cpuAlone, s.cpuBeside)
 		}
 	}
+	r.printProtectDetail(w)
+	r.printOrderedDetail(w)
 	if len(r.reruns) > 0 {
 		fmt.Fprintf(w, "Run again after RabbitMQ or MariaDB was disturbed (restart, lost connection): %s.\n", strings.Join(r.reruns, ", "))
 	}

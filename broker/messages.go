@@ -39,9 +39,17 @@ const (
 	HeaderRoutingKey = "x-webhookd-routing-key"
 )
 
-// NotificationDisabled is the routing key of the webhook.disabled notification on
-// NotificationExchange.
-const NotificationDisabled = "webhook.disabled"
+// Routing keys of the notifications on NotificationExchange.
+const (
+	// NotificationDisabled announces a webhook the worker disabled.
+	NotificationDisabled = "webhook.disabled"
+	// NotificationCircuitOpened announces a webhook whose breaker opened: its deliveries
+	// are held.
+	NotificationCircuitOpened = "webhook.circuit_opened"
+	// NotificationCircuitClosed announces a webhook whose breaker closed after a probe
+	// succeeded: its held deliveries go out.
+	NotificationCircuitClosed = "webhook.circuit_closed"
+)
 
 // ErrMalformed marks a message of the worker's own whose headers or body are not of its type's
 // form. Such a message will never be processed.
@@ -145,6 +153,20 @@ type Postponed struct {
 	Step     int    `json:"step"`
 	// Redelivery marks an attempt asked for whatever the delivery's status.
 	Redelivery bool `json:"redelivery,omitempty"`
+	// Due, in Unix microseconds, is the due time its hold wrote in the delivery's row: a copy
+	// whose row has moved on since (another hold, a release, an attempt) is stale. Zero for a
+	// postponement, which checks nothing.
+	Due int64 `json:"due,omitempty"`
+	// CircuitSince, in Unix milliseconds, is when it was first held for its webhook's open
+	// breaker; it fails once held longer than the breaker's hold. Zero when not held for one.
+	CircuitSince int64 `json:"circuitSince,omitempty"`
+	// Slot and SlotBy, in Unix microseconds, are the rate-limit slot reserved for its
+	// attempt: it may start at Slot, and must have started by SlotBy. Zero for none.
+	Slot   int64 `json:"slot,omitempty"`
+	SlotBy int64 `json:"slotBy,omitempty"`
+	// Probe marks the delivery released to probe its webhook's open breaker, the probe
+	// claimed for it.
+	Probe bool `json:"probe,omitempty"`
 }
 
 // PostponedMessage is the persistent message carrying ps together.

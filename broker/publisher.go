@@ -43,6 +43,8 @@ type Publisher struct {
 	log   *slog.Logger
 	reqs  chan pubRequest
 	ready atomic.Bool
+	// conn is the session's connection while it is ready: Channel opens channels on it.
+	conn atomic.Pointer[amqp.Connection]
 	// OnConnect, if set, runs on each new channel before publishing starts (to declare
 	// topology). It runs on the owning goroutine.
 	OnConnect func(*amqp.Channel) error
@@ -133,6 +135,9 @@ func (p *Publisher) session(ctx context.Context) error {
 		}
 	}()
 	p.ready.Store(true)
+	// Offered to Channel only now, once the topology is declared.
+	p.conn.Store(conn)
+	defer p.conn.Store(nil)
 	p.log.Info("publisher connected")
 
 	noteReturn := func(r amqp.Return) {
@@ -156,7 +161,13 @@ func (p *Publisher) session(ctx context.Context) error {
 				return errors.New("channel closed")
 			}
 			return err
-		case r := <-returns:
+		case r, ok := <-returns:
+			if !ok {
+				// Closed with the channel, before the confirms: closed and confirms end
+				// the session. A closed channel is always ready, so it is dropped here.
+				returns = nil
+				continue
+			}
 			noteReturn(r)
 		case c, ok := <-confirms:
 			if !ok {
@@ -165,7 +176,14 @@ func (p *Publisher) session(ctx context.Context) error {
 		drain:
 			for {
 				select {
-				case r := <-returns:
+				case r, ok := <-returns:
+					if !ok {
+						// Every return sent before the close is noted: a closed
+						// channel gives its buffer first. Draining it on would spin
+						// here for good, the session never ending.
+						returns = nil
+						break drain
+					}
 					noteReturn(r)
 				default:
 					break drain

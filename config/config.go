@@ -65,6 +65,26 @@ type Config struct {
 	CacheTTL time.Duration `envconfig:"CACHE_TTL" default:"5s" desc:"webhook cache lifetime (at most 10s)"`
 	// LogLevel is debug, info, warn or error. Defaults to info.
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	// BreakerAfter is the failed attempts in a row to a webhook, of every worker together,
+	// that open its circuit breaker; 0 never. Defaults to 10.
+	BreakerAfter int `envconfig:"BREAKER_AFTER" default:"10" desc:"failed attempts in a row that open a webhook's circuit breaker; 0: never"`
+	// BreakerProbe is how often an open breaker lets one attempt through. Defaults to 30s.
+	BreakerProbe time.Duration `envconfig:"BREAKER_PROBE" default:"30s" desc:"an open breaker lets one probe through this often"`
+	// BreakerHold is how long deliveries wait behind an open breaker before they fail with
+	// reason "circuit open"; a breaker open that long disables its webhook. Defaults to 24h.
+	BreakerHold time.Duration `envconfig:"BREAKER_HOLD" default:"24h" desc:"deliveries held behind an open breaker fail after this; a breaker open this long disables the webhook"`
+	// OutageHosts is how many distinct hosts failing at the connection level, with none
+	// answering for OutageWindow, the worker takes for its own network outage; 0 never.
+	// Defaults to 5.
+	OutageHosts int `envconfig:"OUTAGE_HOSTS" default:"5" desc:"distinct hosts failing at connection level, none answering, that make an outage of the worker's own; 0: never"`
+	// OutageWindow is the window of OutageHosts. Defaults to 10s.
+	OutageWindow time.Duration `envconfig:"OUTAGE_WINDOW" default:"10s" desc:"how long no destination may answer before connection failures are the worker's own outage"`
+	// APIAddr is the address `webhookd api` serves the delivery API and the portal on.
+	// Defaults to 127.0.0.1:8070.
+	APIAddr string `envconfig:"API_ADDR" default:"127.0.0.1:8070" desc:"address of the delivery API and portal (webhookd api)"`
+	// APISecret is the HS256 key of the API's tokens, shared with the monolith that mints
+	// them. Required by `webhookd api` and `webhookd token`, at least 32 bytes. No default.
+	APISecret string `envconfig:"API_SECRET" desc:"HS256 key of API tokens, at least 32 bytes; required by api and token"`
 }
 
 // Load reads the settings from the environment and validates them.
@@ -159,7 +179,42 @@ func (c Config) Validate() error {
 	default:
 		bad("LOG_LEVEL", "want debug, info, warn or error, got %q", c.LogLevel)
 	}
+	if c.BreakerAfter < 0 {
+		bad("BREAKER_AFTER", "must not be negative, got %d", c.BreakerAfter)
+	}
+	if c.BreakerProbe < time.Second {
+		bad("BREAKER_PROBE", "must be at least 1s, got %v", c.BreakerProbe)
+	}
+	if c.BreakerHold < c.BreakerProbe {
+		bad("BREAKER_HOLD", "must be at least BREAKER_PROBE (%v), got %v", c.BreakerProbe, c.BreakerHold)
+	}
+	if c.OutageHosts < 0 {
+		bad("OUTAGE_HOSTS", "must not be negative, got %d", c.OutageHosts)
+	}
+	if c.OutageWindow < time.Second {
+		bad("OUTAGE_WINDOW", "must be at least 1s, got %v", c.OutageWindow)
+	}
+	if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+		bad("API_ADDR", "%v", err)
+	}
+	// The secret itself never appears in a message.
+	if c.APISecret != "" && len(c.APISecret) < MinAPISecretBytes {
+		bad("API_SECRET", "must be at least %d bytes, got %d", MinAPISecretBytes, len(c.APISecret))
+	}
 	return errors.Join(errs...)
+}
+
+// MinAPISecretBytes is the shortest WEBHOOKD_API_SECRET accepted: an HS256 key shorter than
+// the hash's 32 bytes weakens it (RFC 7518 §3.2).
+const MinAPISecretBytes = 32
+
+// RequireAPISecret reports an error naming WEBHOOKD_API_SECRET unless it is set: the commands
+// that sign or check API tokens need it, the worker does not.
+func (c Config) RequireAPISecret() error {
+	if c.APISecret == "" {
+		return fmt.Errorf("%s_API_SECRET: must be set (at least %d bytes) for the API and its tokens", Prefix, MinAPISecretBytes)
+	}
+	return nil
 }
 
 // prefetchPerSlot is the default prefetch per attempt slot. Draining a backlog (./bench

@@ -20,9 +20,14 @@ func (hd *Handler) handleRetry(ctx context.Context, d amqp.Delivery) error {
 		return consumer.Reject(err)
 	}
 	id, attempt, step := r.DeliveryID, r.Attempt, r.Step
-	j, ok, err := hd.loadJob(ctx, id)
+	j, ok, err := hd.tracedLoadJob(ctx, id)
 	if errors.Is(err, errNoRow) {
 		return hd.waitForRow(ctx, d, r)
+	}
+	if err == nil && !ok {
+		// Settled already: a message given back after the worker that settled it stopped.
+		// That worker may not have started the next ordered delivery of its object.
+		hd.settledInTurn(ctx, job{deliveryID: id, sequence: -1})
 	}
 	if err != nil || !ok {
 		return err
@@ -128,7 +133,18 @@ func (hd *Handler) loadJob(ctx context.Context, id string) (job, bool, error) {
 // the webhook is gone or disabled, or the event no longer stored: a pending delivery is then
 // failed, a settled one keeps its outcome.
 func (hd *Handler) jobOf(ctx context.Context, del repository.Delivery) (job, bool, error) {
-	h, err := hd.store.Webhook(ctx, del.WebhookID)
+	return hd.jobFrom(ctx, del, hd.store)
+}
+
+// jobRows reads a delivery's webhook and event: the store, or rows read for many at once.
+type jobRows interface {
+	Webhook(ctx context.Context, id uint64) (repository.Webhook, error)
+	GetEvent(ctx context.Context, id string) (repository.Event, error)
+}
+
+// jobFrom is jobOf with the webhook and the event read from rows.
+func (hd *Handler) jobFrom(ctx context.Context, del repository.Delivery, rows jobRows) (job, bool, error) {
+	h, err := rows.Webhook(ctx, del.WebhookID)
 	reason := ""
 	switch {
 	case errors.Is(err, repository.ErrNotFound):
@@ -140,7 +156,7 @@ func (hd *Handler) jobOf(ctx context.Context, del repository.Delivery) (job, boo
 	}
 	var ev repository.Event
 	if reason == "" {
-		ev, err = hd.store.GetEvent(ctx, del.EventID)
+		ev, err = rows.GetEvent(ctx, del.EventID)
 		switch {
 		case errors.Is(err, repository.ErrNotFound):
 			reason = "event no longer stored"
@@ -167,5 +183,9 @@ func (hd *Handler) settleWithout(ctx context.Context, del repository.Delivery, r
 		DeliveryID: del.ID, EventID: del.EventID, WebhookID: del.WebhookID,
 		Attempt: del.Attempts, Status: repository.StatusFailed, Error: reason, NoAttempt: true,
 	})
+	if err == nil {
+		// An ordered delivery's place is not known here: Advance finds it, if it has one.
+		hd.settledInTurn(ctx, job{deliveryID: del.ID, sequence: -1})
+	}
 	return repository.Unavailable(err)
 }

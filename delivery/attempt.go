@@ -2,14 +2,10 @@ package delivery
 
 import (
 	"context"
-	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/webhookd/webhookd/formatter"
 	"github.com/webhookd/webhookd/retry"
 	"github.com/webhookd/webhookd/sender"
-	"github.com/webhookd/webhookd/signer"
 )
 
 // attemptIn makes the attempt in a slot the caller has taken and a place of its webhook's
@@ -34,26 +30,15 @@ type attemptResult struct {
 func (hd *Handler) attempt(ctx context.Context, j job) (attemptResult, error) {
 	started := hd.now()
 	res := attemptResult{started: started}
-	format, err := formatter.ParseFormat(j.webhook.Format)
+	req, err := sender.Attempt{
+		URL: j.webhook.URL, Format: j.webhook.Format, Token: j.webhook.Token,
+		DeliveryID: j.deliveryID, Number: j.attempt, At: started,
+		UserAgent: "webhookd/" + hd.cfg.Version, Event: j.event.Payload(), Sequence: j.sequence,
+	}.Request()
 	if err != nil {
 		return res, retry.Permanent(err)
 	}
-	body, err := formatter.Render(format, render(j.event))
-	if err != nil {
-		return res, retry.Permanent(err)
-	}
-	h := make(http.Header, 10)
-	h.Set(sender.HeaderContentType, format.ContentType())
-	h.Set(sender.HeaderUserAgent, "webhookd/"+hd.cfg.Version)
-	h.Set(sender.HeaderEvent, j.event.Name)
-	h.Set(sender.HeaderDelivery, j.deliveryID)
-	h.Set(sender.HeaderAttempt, strconv.Itoa(j.attempt))
-	h.Set(sender.HeaderSignature, signer.Signature(j.webhook.Token, body))
-	ts := started.Unix()
-	h.Set(sender.HeaderStandardID, j.deliveryID)
-	h.Set(sender.HeaderStandardTimestamp, strconv.FormatInt(ts, 10))
-	h.Set(sender.HeaderStandardSignature, signer.StandardSignature(j.webhook.Token, j.deliveryID, ts, body))
-	resp, err := hd.send.Send(ctx, sender.Request{URL: j.webhook.URL, Header: h, Body: body})
+	resp, err := hd.send.Send(ctx, req)
 	res.Response = resp
 	metricAttemptSeconds.Observe(resp.Duration.Seconds())
 	return res, err

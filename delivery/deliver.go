@@ -19,6 +19,13 @@ import (
 // and, after a failure with retries left, a retry message confirmed in a TTL queue. A nil
 // error means the message that carried the job may be acked.
 func (hd *Handler) deliver(ctx context.Context, j job) (err error) {
+	if ok, err := hd.inTurn(ctx, &j); !ok || err != nil {
+		return err
+	}
+	// deferred marks a delivery held or postponed rather than attempted: no outcome is
+	// durable, and a copy waiting behind it here (its held copy, back before the hold's row
+	// was written) must go on, not be dropped as done.
+	var deferred bool
 	if !j.redelivery {
 		// A redelivery is asked for whatever else is under way; anything else already in
 		// flight here is the same attempt, come back with its message after a lost channel.
@@ -32,7 +39,7 @@ func (hd *Handler) deliver(ctx context.Context, j job) (err error) {
 			return err
 		}
 		// Deferred before the recovery below, so that it sees a panic as an error.
-		defer func() { leave(err == nil) }()
+		defer func() { leave(err == nil && !deferred) }()
 	}
 	// Deliveries of one message run on their own goroutines: a panic must end here, as an
 	// error that requeues the message, not take the process down.
@@ -42,18 +49,13 @@ func (hd *Handler) deliver(ctx context.Context, j job) (err error) {
 			err = fmt.Errorf("delivery %s: panic: %v", j.deliveryID, p)
 		}
 	}()
-	share, ok, err := hd.shares.acquire(ctx, j.webhook.ID)
-	if err != nil {
+	// The admission policy first (admit.go), then the webhook's share and a worker slot.
+	share, done, held, err := hd.take(ctx, &j)
+	if done || err != nil {
+		deferred = held
 		return err
 	}
-	if !ok {
-		return hd.postpone(ctx, j)
-	}
-	if err := hd.slots.Acquire(ctx, 1); err != nil {
-		share.release()
-		return err
-	}
-	res, err := hd.attemptIn(ctx, j, share)
+	res, err := hd.tracedAttempt(ctx, j, share)
 	if ctx.Err() != nil {
 		// Cancelled by shutdown: the outcome is unknown, the message goes back.
 		return ctx.Err()
@@ -63,12 +65,39 @@ func (hd *Handler) deliver(ctx context.Context, j job) (err error) {
 		outcome.RetryAfter = res.started.Add(res.Duration + res.RetryAfter)
 	}
 	next := retry.Decide(outcome, hd.cfg.Topology.Ladder, res.started.Add(res.Duration))
-	return hd.settleAttempt(ctx, j, res, next)
+	if a, aside := hd.setAside(j, res, err); aside {
+		// The worker's own outage, not the receiver's failure: no attempt is used or counted.
+		deferred = true
+		return hd.hold(ctx, j, a)
+	}
+	return hd.settleAttempt(ctx, j, res, next, err)
+}
+
+// setAside feeds the outage detector an attempt's outcome and says whether the attempt is to
+// be set aside, held as if it had not been made: it failed at the connection level while the
+// worker is, or may be, in its own network outage (outage.go).
+func (hd *Handler) setAside(j job, res attemptResult, err error) (admission, bool) {
+	if res.StatusCode > 0 {
+		hd.outage.answer()
+		return admission{}, false
+	}
+	if !connectionFailure(res.StatusCode, err) {
+		return admission{}, false
+	}
+	aside, began := hd.outage.fail(hostOf(j.webhook.URL))
+	if began {
+		hd.log.Error("outage: destinations fail at the connection level and none answers; consumption paused",
+			"hosts", hd.cfg.OutageHosts, "window", hd.cfg.OutageWindow)
+	}
+	if !aside {
+		return admission{}, false
+	}
+	return admission{verdict: admitHold, until: hd.now().Add(hd.cfg.OutageWindow / 2), reason: heldOutage}, true
 }
 
 // settleAttempt carries out what retry.Decide said of an attempt: the retry parked first, then
 // the webhook disabled, then the outcome recorded, then the failures counted.
-func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, next retry.Decision) error {
+func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, next retry.Decision, attemptErr error) error {
 	out := repository.Outcome{
 		DeliveryID:   j.deliveryID,
 		EventID:      j.event.ID,
@@ -80,6 +109,9 @@ func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, 
 		ResponseBody: res.Body,
 		Error:        next.Reason,
 	}
+	if j.probe && (next.Verdict == retry.Retry || next.Verdict == retry.Failed) {
+		return hd.probeFailed(ctx, j, out, next, attemptErr)
+	}
 	switch next.Verdict {
 	case retry.Succeeded:
 		out.Status = repository.StatusSucceeded
@@ -88,7 +120,7 @@ func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, 
 		out.Due = res.started.Add(res.Duration + next.Delay)
 		// The retry is parked before the outcome is recorded: a pending delivery with
 		// attempts always has its retry message waiting somewhere.
-		if err := hd.park(ctx, j, next); err != nil {
+		if err := hd.tracedPark(ctx, j, next); err != nil {
 			return err
 		}
 	case retry.Disable:
@@ -102,9 +134,14 @@ func (hd *Handler) settleAttempt(ctx context.Context, j job, res attemptResult, 
 		out.Status = repository.StatusFailed
 		out.CountFailure = true
 	}
-	rec, err := hd.record(ctx, out)
+	hd.protectOutcome(&out, j, next, attemptErr)
+	rec, err := hd.tracedRecord(ctx, out)
 	if err != nil {
 		return err
+	}
+	hd.afterAttempt(ctx, j, next, rec)
+	if next.Verdict != retry.Retry {
+		hd.settledInTurn(ctx, j)
 	}
 
 	switch next.Verdict {

@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/webhookd/webhookd/consumer"
-	"github.com/webhookd/webhookd/formatter"
 	"github.com/webhookd/webhookd/repository"
 )
 
@@ -152,23 +151,4 @@ func clip(raw []byte) string {
 		return string(raw[:40]) + "…"
 	}
 	return string(raw)
-}
-
-// render turns a stored event into the formatter's view of it.
-func render(e repository.Event) formatter.Event {
-	fe := formatter.Event{
-		Name:       e.Name,
-		ID:         e.ID,
-		AccountID:  e.AccountID,
-		OccurredAt: e.OccurredAt,
-		Data:       e.Data,
-	}
-	if e.ProjectID.Valid {
-		p := uint64(e.ProjectID.Int64)
-		fe.ProjectID = &p
-	}
-	if e.ObjectID.Valid {
-		fe.ObjectID = json.RawMessage(e.ObjectID.String)
-	}
-	return fe
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -22,6 +23,19 @@ type job struct {
 	step       int
 	// redelivery marks an attempt asked for whatever the delivery's status.
 	redelivery bool
+	// circuitSince is when the delivery was first held behind its webhook's open breaker;
+	// zero if it was not (admit.go).
+	circuitSince time.Time
+	// slot is the rate-limit slot reserved for the attempt; zero for none.
+	slot rateSlot
+	// probe means the attempt is its webhook's breaker probe, claimed for it.
+	probe bool
+	// heldDue is the due time a hold wrote in the delivery's row, when it comes back from
+	// one; zero otherwise (hold.go).
+	heldDue time.Time
+	// sequence is an ordered delivery's place among its object's (X-Webhook-Sequence); 0
+	// for any other (ordered.go).
+	sequence int
 }
 
 func (hd *Handler) handleEvent(ctx context.Context, d amqp.Delivery) error {
@@ -29,7 +43,7 @@ func (hd *Handler) handleEvent(ctx context.Context, d amqp.Delivery) error {
 	if err != nil {
 		return err
 	}
-	isNew, err := hd.store.Claim(ctx, ev)
+	isNew, err := hd.tracedClaim(ctx, ev)
 	if errors.Is(err, repository.ErrTooLarge) {
 		return consumer.Reject(err)
 	}
@@ -57,7 +71,7 @@ func (hd *Handler) handleEvent(ctx context.Context, d amqp.Delivery) error {
 // jobs makes the first attempts of ev's deliveries to the webhooks subscribed to it, leaving
 // out those in done.
 func (hd *Handler) jobs(ctx context.Context, ev repository.Event, done map[uint64]bool) ([]job, error) {
-	hooks, err := hd.webhooks.Webhooks(ctx, ev.AccountID, ev.Name)
+	hooks, err := hd.tracedLookup(ctx, ev.AccountID, ev.Name)
 	if err != nil {
 		return nil, repository.Unavailable(fmt.Errorf("look up webhooks: %w", err))
 	}
@@ -68,9 +82,20 @@ func (hd *Handler) jobs(ctx context.Context, ev repository.Event, done map[uint6
 	}
 	var jobs []job
 	for _, h := range hooks {
-		if h.Matches(project) && !done[h.ID] {
-			jobs = append(jobs, job{deliveryID: repository.DeliveryID(ev.ID, h.ID), event: ev, webhook: h, attempt: 1})
+		if !h.Matches(project) || done[h.ID] {
+			continue
 		}
+		j := job{deliveryID: repository.DeliveryID(ev.ID, h.ID), event: ev, webhook: h, attempt: 1}
+		if h.Ordered && ev.ObjectID.Valid {
+			// The sequencer's copy of the event starts it in its turn (ordered.go). Its row,
+			// due when the repair sweep would start it, covers a sequencer that did not see
+			// the webhook ordered yet.
+			if err := hd.leaveToSequencer(ctx, j); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		jobs = append(jobs, j)
 	}
 	return jobs, nil
 }

@@ -42,6 +42,20 @@ type Config struct {
 	// DBFailed, if set, is told of each error of the database itself that the handler meets,
 	// so that intake can pause. Defaults to none.
 	DBFailed func(error)
+	// BreakerAfter is the failed attempts in a row, of every worker together, that open a
+	// webhook's circuit breaker. Defaults to 0: never.
+	BreakerAfter int
+	// BreakerProbe is how often an open breaker lets one attempt through. Defaults to 30s.
+	BreakerProbe time.Duration
+	// BreakerHold is how long a delivery waits behind an open breaker before it fails, and
+	// how long a breaker stays open before its webhook is disabled. Defaults to 24h.
+	BreakerHold time.Duration
+	// OutageHosts is how many distinct hosts must fail at the connection level, with no
+	// destination answering for OutageWindow, for the worker to take it as its own network
+	// outage. Defaults to 0: never.
+	OutageHosts int
+	// OutageWindow: see OutageHosts. Defaults to 10s.
+	OutageWindow time.Duration
 }
 
 // WithDefaults returns c with every unset field at its default.
@@ -58,6 +72,15 @@ func (c Config) WithDefaults() Config {
 	if c.DBFailed == nil {
 		c.DBFailed = func(error) {}
 	}
+	if c.BreakerProbe == 0 {
+		c.BreakerProbe = 30 * time.Second
+	}
+	if c.BreakerHold == 0 {
+		c.BreakerHold = 24 * time.Hour
+	}
+	if c.OutageWindow == 0 {
+		c.OutageWindow = 10 * time.Second
+	}
 	return c
 }
 
@@ -71,6 +94,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("delivery: DisableAfter must not be negative, not %d", c.DisableAfter)
 	case c.RepairAfter < 0:
 		return fmt.Errorf("delivery: RepairAfter must not be negative, not %s", c.RepairAfter)
+	case c.BreakerAfter < 0 || c.BreakerProbe < 0 || c.BreakerHold < 0:
+		return fmt.Errorf("delivery: BreakerAfter, BreakerProbe and BreakerHold must not be negative")
+	case c.OutageHosts < 0 || c.OutageWindow < 0:
+		return fmt.Errorf("delivery: OutageHosts and OutageWindow must not be negative")
 	case len(c.Topology.Ladder) == 0:
 		return errors.New("delivery: Topology.Ladder needs at least one delay")
 	case c.Topology.Queue == "":
@@ -113,6 +140,15 @@ type Store interface {
 	Lookup
 	Webhooks
 	Outbox
+	// What protects the receivers (admit.go, breaker.go, guards.go), and the rows of held
+	// deliveries coming back, read many at once (hold.go).
+	RateLimits
+	Breakers
+	Notices
+	Guards
+	Batches
+	// Per-object ordering (ordered.go).
+	Ordering
 }
 
 // Subscriptions finds the webhooks an event goes to (a repository.Cache in production).
@@ -146,6 +182,16 @@ type Handler struct {
 	shares    *limiter
 	inflight  inflight
 	postponed *batch.Batcher[broker.Postponed]
+
+	// What protects the receivers: the admission policy's settings, what is known of the
+	// pauses and breakers, the outage detector, the hold queues' batchers, and the breakers
+	// closed here whose held deliveries are to be released.
+	policy   policy
+	guards   guards
+	streaks  streaks
+	outage   *outage
+	holds    map[time.Duration]*batch.Batcher[broker.Postponed]
+	releases chan uint64
 }
 
 // New makes a Handler of cfg, its defaults filled; now is the clock (time.Now if nil). It fails
@@ -170,11 +216,29 @@ func New(cfg Config, store Store, webhooks Subscriptions, send Sender, pub Publi
 		shares:   newLimiter(cfg.Concurrency, firstDelay(cfg.Topology.Ladder), now),
 	}
 	hd.postponed = batch.New(hd.publishPostponed, batch.Options[broker.Postponed]{})
+	hd.policy = policy{probe: cfg.BreakerProbe, hold: cfg.BreakerHold}
+	hd.outage = newOutage(cfg.OutageHosts, cfg.OutageWindow, now)
+	hd.holds = hd.newHolds()
+	hd.releases = make(chan uint64, 64)
+	initLadderMetrics(cfg.Topology.Ladder)
 	return hd, nil
 }
 
-// Close flushes the postponements waiting for company.
-func (hd *Handler) Close() { hd.postponed.Close() }
+// Close flushes the postponements and holds waiting for company.
+func (hd *Handler) Close() {
+	hd.postponed.Close()
+	for _, b := range hd.holds {
+		b.Close()
+	}
+}
+
+// InOutage reports whether the worker takes its failures for its own network outage
+// (outage.go): while it does, /readyz says 503.
+func (hd *Handler) InOutage() bool { return hd.outage.In() }
+
+// Paused is the consumer's pause for the worker's own outage: true while in one, but for one
+// message a second, which finds out whether destinations answer again.
+func (hd *Handler) Paused() bool { return hd.outage.Paused() }
 
 // Handle processes one message of the work queue. A nil error means every delivery it carried
 // has a durable outcome, or has been parked or postponed: the message may be acked.

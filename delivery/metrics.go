@@ -3,6 +3,8 @@ package delivery
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/webhookd/webhookd/retry"
 )
 
 // The delivery metrics, registered with Prometheus' default registry.
@@ -68,5 +70,13 @@ func init() {
 	}
 	for _, r := range []string{"hit", "miss"} {
 		MetricCacheLookups.WithLabelValues(r)
+	}
+}
+
+// initLadderMetrics creates the series of each delay of ladder, which New knows only at run
+// time, so that they are exported before the first retry is parked.
+func initLadderMetrics(ladder retry.Ladder) {
+	for _, d := range ladder.Delays() {
+		metricRetries.WithLabelValues(d.String())
 	}
 }

@@ -39,6 +39,7 @@ func (hd *Handler) RunOutbox(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		hd.flushNotices(ctx) // the breakers' (breaker.go)
 		pending, err := hd.store.PendingNotifications(ctx)
 		if err != nil {
 			continue

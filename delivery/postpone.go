@@ -90,9 +90,15 @@ func (hd *Handler) handlePostponed(ctx context.Context, d amqp.Delivery) error {
 			return consumer.Rejectf("postponed deliveries: %+v is not a valid delivery", p)
 		}
 	}
+	// Read for all of them at once: a message of held deliveries brings back hundreds, due
+	// for their rate-limit slots.
+	rows, err := hd.preload(ctx, ps)
+	if err != nil {
+		return repository.Unavailable(err)
+	}
 	var jobs []job
 	for _, p := range ps {
-		j, ok, err := hd.postponedJob(ctx, p)
+		j, ok, err := hd.postponedJob(ctx, p, rows)
 		if err != nil {
 			return err
 		}
@@ -103,9 +109,10 @@ func (hd *Handler) handlePostponed(ctx context.Context, d amqp.Delivery) error {
 	return hd.runAll(ctx, jobs)
 }
 
-// postponedJob loads a postponed delivery's job. ok is false when there is nothing to do.
-func (hd *Handler) postponedJob(ctx context.Context, p broker.Postponed) (job, bool, error) {
-	del, err := hd.store.GetDelivery(ctx, p.Delivery)
+// postponedJob loads a postponed delivery's job from rows. ok is false when there is nothing
+// to do.
+func (hd *Handler) postponedJob(ctx context.Context, p broker.Postponed, rows *preloaded) (job, bool, error) {
+	del, err := rows.delivery(p.Delivery)
 	switch {
 	case errors.Is(err, repository.ErrNotFound):
 		// Never attempted: the delivery gets its row with its first outcome.
@@ -115,8 +122,13 @@ func (hd *Handler) postponedJob(ctx context.Context, p broker.Postponed) (job, b
 	case p.Redelivery:
 	case del.Status != repository.StatusPending:
 		return job{}, false, nil
+	case staleHold(p, del):
+		// A held copy whose row has moved on: another copy is the live one.
+		hd.log.Debug("stale held delivery dropped", "delivery_id", p.Delivery, "attempt", p.Attempt)
+		metricStaleHolds.Inc()
+		return job{}, false, nil
 	}
-	j, ok, err := hd.jobOf(ctx, del)
+	j, ok, err := hd.jobFrom(ctx, del, rows)
 	if err != nil || !ok {
 		return j, ok, err
 	}
@@ -126,5 +138,6 @@ func (hd *Handler) postponedJob(ctx context.Context, p broker.Postponed) (job, b
 		return job{}, false, nil
 	}
 	j.attempt, j.step, j.redelivery = p.Attempt, p.Step, p.Redelivery
+	heldFields(&j, p)
 	return j, true, nil
 }

@@ -115,9 +115,8 @@ func TestCloseConnections(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The consumer's connection and the publisher's.
-		if len(conns) != 2 {
-			t.Fatalf("round %d: the worker has %d connections to the broker, want 2: %+v", round, len(conns), conns)
+		if len(conns) != workerConns {
+			t.Fatalf("round %d: the worker has %d connections to the broker, want %d: %+v", round, len(conns), workerConns, conns)
 		}
 		mark := time.Now()
 		closeConns(t, conns)
@@ -127,9 +126,9 @@ func TestCloseConnections(t *testing.T) {
 		})
 		d, _ := ready.outage(mark)
 		t.Logf("round %d: closed %d connections; /readyz 503 for %v", round, len(conns), d.Round(time.Millisecond))
-		testbed.Eventually(t, 30*time.Second, "the worker to reconnect both connections", func() bool {
+		testbed.Eventually(t, 30*time.Second, "the worker to reconnect every connection", func() bool {
 			c, err := connsOfProcess(p.PID(), port)
-			return err == nil && len(c) == 2
+			return err == nil && len(c) == workerConns
 		})
 	}
 	flow.Stop()

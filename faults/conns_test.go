@@ -61,6 +61,10 @@ func connsNamed(names ...string) ([]brokerConn, error) {
 	return out, nil
 }
 
+// workerConns is how many connections a worker keeps to the broker: the work queue's
+// consumer, the ordering queue's (the sequencer) and the publisher.
+const workerConns = 3
+
 // connsOfProcess returns the broker's connections that come from process pid: those whose
 // peer port is the local port of one of its TCP sockets to the broker's port. A worker run as
 // a process names its connections "webhookd", like any other, so the name cannot tell it.

@@ -33,6 +33,9 @@ type ProcOptions struct {
 	Concurrency     int           // default 16
 	Prefetch        int           // default the worker's (8 × Concurrency)
 	RepairAfter     time.Duration // default the worker's (15m)
+	// Env is more settings, KEY=value, applied after the others: the circuit breaker and
+	// the outage detector are off unless it turns them on.
+	Env []string
 }
 
 // Proc is `webhookd run` as a process of its own, on a bed's database and queues.
@@ -89,6 +92,8 @@ func StartProc(t *testing.T, bed *testbed.Bed, o ProcOptions) *Proc {
 		fmt.Sprintf("WEBHOOKD_CONCURRENCY=%d", o.Concurrency),
 		fmt.Sprintf("WEBHOOKD_PREFETCH=%d", o.Prefetch),
 		"WEBHOOKD_DISABLE_AFTER=0",
+		"WEBHOOKD_BREAKER_AFTER=0",
+		"WEBHOOKD_OUTAGE_HOSTS=0",
 		"WEBHOOKD_LOG_LEVEL=debug",
 		// The race detector waits a second before exiting, which would count against
 		// the shutdown timings.
@@ -97,6 +102,7 @@ func StartProc(t *testing.T, bed *testbed.Bed, o ProcOptions) *Proc {
 	if o.RepairAfter > 0 {
 		env = append(env, "WEBHOOKD_REPAIR_AFTER="+o.RepairAfter.String())
 	}
+	env = append(env, o.Env...)
 	p.log = filepath.Join(t.TempDir(), fmt.Sprintf("worker-%d.log", procSeq.Add(1)))
 	logf, err := os.Create(p.log)
 	if err != nil {

@@ -32,9 +32,11 @@ type Delivery struct {
 	LastError      sql.NullString `db:"last_error"`
 	CreatedAt      time.Time      `db:"created_at"`
 	UpdatedAt      time.Time      `db:"updated_at"`
+	// DueAt is when the next attempt is due, while pending; NULL once settled.
+	DueAt sql.NullTime `db:"due_at"`
 }
 
-const deliveryColumns = "id, event_id, webhook_id, status, attempts, last_status_code, last_error, created_at, updated_at"
+const deliveryColumns = "id, event_id, webhook_id, status, attempts, last_status_code, last_error, created_at, updated_at, due_at"
 
 // Outcome is the result of one attempt and the status it leaves the delivery in.
 type Outcome struct {
@@ -62,10 +64,25 @@ type Outcome struct {
 	// Again marks an outcome recorded again after an error: the earlier call may have been
 	// applied all the same.
 	Again bool
+	// Held records a delivery that waits without an attempt until Due (a rate limit, a pause,
+	// an open breaker, the worker's own outage): its row is written pending with Attempt
+	// attempts made if it has none; otherwise only its due time moves, and only while it is
+	// pending and has made no attempt beyond Attempt. Nothing else of the row changes and no
+	// attempt row is written.
+	Held bool
+	// CountAttempt adds the failed attempt to its webhook's failed attempts in a row, in the
+	// same transaction; Recorded then says how many there are and whether the breaker is open.
+	CountAttempt bool
+	// PauseUntil, if set, pauses every delivery to the webhook until then (a Retry-After),
+	// in the same transaction. A later pause already stored is kept.
+	PauseUntil time.Time
 
 	// failures is filled by the flush: the webhook's failed deliveries in a row once a
 	// CountFailure outcome is recorded.
 	failures int
+	// attemptFailures and breakerOpen are filled by the flush for a CountAttempt outcome.
+	attemptFailures int
+	breakerOpen     bool
 }
 
 // Recorded is what the log says once an outcome is recorded.
@@ -73,16 +90,26 @@ type Recorded struct {
 	// FailuresInARow is the webhook's failed deliveries in a row, counting this one, for an
 	// outcome with CountFailure; 0 otherwise.
 	FailuresInARow int
+	// AttemptFailures is the webhook's failed attempts in a row, counting this one, for an
+	// outcome with CountAttempt; 0 otherwise. Every worker's failures count in it.
+	AttemptFailures int
+	// BreakerOpen says, for an outcome with CountAttempt, whether the webhook's breaker was
+	// open when it was recorded.
+	BreakerOpen bool
 }
 
 // Record stores the attempt and the delivery's new status durably, group-committed with
 // other callers' outcomes, and answers what the disable decision needs. An outcome for an
 // older attempt than the delivery has seen never overwrites a newer one.
 func (s *Store) Record(ctx context.Context, o Outcome) (Recorded, error) {
-	if err := s.records.Do(ctx, &o); err != nil {
+	b := s.records
+	if o.Held {
+		b = s.holds
+	}
+	if err := b.Do(ctx, &o); err != nil {
 		return Recorded{}, err
 	}
-	return Recorded{FailuresInARow: o.failures}, nil
+	return Recorded{FailuresInARow: o.failures, AttemptFailures: o.attemptFailures, BreakerOpen: o.breakerOpen}, nil
 }
 
 func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
@@ -103,7 +130,7 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 		q.WriteString("INSERT INTO attempts (delivery_id, attempt, started_at, duration_us, status_code, error, response_body) VALUES ")
 		rows := 0
 		for _, o := range outcomes {
-			if o.NoAttempt || applied[o] {
+			if o.NoAttempt || o.Held || applied[o] {
 				continue
 			}
 			if rows > 0 {
@@ -120,14 +147,22 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 			}
 		}
 
+		if err := holdDeliveries(ctx, tx, outcomes, now); err != nil {
+			return err
+		}
 		q.Reset()
 		args = args[:0]
 		q.WriteString("INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, last_status_code, last_error, due_at, created_at, updated_at) VALUES ")
 		var succeeded []uint64
-		for i, o := range outcomes {
-			if i > 0 {
+		rows = 0
+		for _, o := range outcomes {
+			if o.Held {
+				continue
+			}
+			if rows > 0 {
 				q.WriteByte(',')
 			}
+			rows++
 			q.WriteString("(?,?,?,?,?,?,?,?,?,?)")
 			args = append(args, o.DeliveryID, o.EventID, o.WebhookID, o.Status, o.Attempt,
 				nullInt(o.StatusCode), nullString(o.Error), dueAt(o, now), now, now)
@@ -144,8 +179,10 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 			due_at = IF(VALUES(attempts) >= attempts, VALUES(due_at), due_at),
 			updated_at = VALUES(updated_at),
 			attempts = GREATEST(attempts, VALUES(attempts))`)
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("upsert deliveries: %w", err)
+		if rows > 0 {
+			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+				return fmt.Errorf("upsert deliveries: %w", err)
+			}
 		}
 		for _, o := range outcomes {
 			if !o.CountFailure {
@@ -164,7 +201,8 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 			}
 		}
 		if len(succeeded) > 0 {
-			query, inArgs, err := sqlx.In("UPDATE webhooks SET consecutive_failures = 0 WHERE consecutive_failures > 0 AND id IN (?)", succeeded)
+			query, inArgs, err := sqlx.In(`UPDATE webhooks SET consecutive_failures = 0, attempt_failures = 0
+				WHERE (consecutive_failures > 0 OR attempt_failures > 0) AND id IN (?)`, succeeded)
 			if err != nil {
 				return fmt.Errorf("reset failures: %w", err)
 			}
@@ -172,7 +210,10 @@ func (s *Store) flushOutcomes(ctx context.Context, outcomes []*Outcome) error {
 				return fmt.Errorf("reset failures: %w", err)
 			}
 		}
-		return nil
+		if err := countAttempts(ctx, tx, outcomes, applied); err != nil {
+			return err
+		}
+		return pauseWebhooks(ctx, tx, outcomes)
 	})
 }
 
@@ -196,7 +237,7 @@ func startedAt(o *Outcome) time.Time { return o.StartedAt.UTC().Truncate(time.Mi
 func appliedOutcomes(ctx context.Context, tx *sqlx.Tx, outcomes []*Outcome) (map[*Outcome]bool, error) {
 	var ids []string
 	for _, o := range outcomes {
-		if !o.NoAttempt {
+		if !o.NoAttempt && !o.Held {
 			ids = append(ids, o.DeliveryID)
 		}
 	}
@@ -226,7 +267,7 @@ func appliedOutcomes(ctx context.Context, tx *sqlx.Tx, outcomes []*Outcome) (map
 	}
 	applied := map[*Outcome]bool{}
 	for _, o := range outcomes {
-		if !o.NoAttempt && logged[key{o.DeliveryID, o.Attempt, startedAt(o).UnixMicro()}] {
+		if !o.NoAttempt && !o.Held && logged[key{o.DeliveryID, o.Attempt, startedAt(o).UnixMicro()}] {
 			applied[o] = true
 		}
 	}

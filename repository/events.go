@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/webhookd/webhookd/formatter"
 )
 
 // Event is an event as received, kept so that it can be redelivered or replayed.
@@ -29,6 +31,20 @@ type Event struct {
 	// Data is the event's data as received, JSON bytes.
 	Data       []byte    `db:"data"`
 	ReceivedAt time.Time `db:"received_at"`
+}
+
+// Payload is the content of a delivery's body, field for field from the event as received:
+// what every format renders (contract §3).
+func (e Event) Payload() formatter.Event {
+	fe := formatter.Event{Name: e.Name, ID: e.ID, AccountID: e.AccountID, OccurredAt: e.OccurredAt, Data: e.Data}
+	if e.ProjectID.Valid {
+		p := uint64(e.ProjectID.Int64)
+		fe.ProjectID = &p
+	}
+	if e.ObjectID.Valid {
+		fe.ObjectID = json.RawMessage(e.ObjectID.String)
+	}
+	return fe
 }
 
 // DeliveryID is the id of the delivery of event eventID to webhook webhookID: the same pair
@@ -61,7 +77,7 @@ func (s *Store) Claim(ctx context.Context, ev Event) (bool, error) {
 	}
 	var token [8]byte
 	rand.Read(token[:])
-	c := &claim{event: ev, tag: binary.BigEndian.Uint64(token[:]) >> 1}
+	c := &claim{event: ev, tag: binary.BigEndian.Uint64(token[:])>>1 | 1} // never 0: unclaimed
 	if err := s.claims.Do(ctx, c); err != nil {
 		return false, err
 	}
@@ -102,6 +118,9 @@ func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
 	for _, c := range batch {
 		ids = append(ids, c.event.ID)
 	}
+	if err := takeUnclaimed(ctx, s.db, batch, ids); err != nil {
+		return err
+	}
 	query, inArgs, err := sqlx.In("SELECT id, claim FROM events WHERE id IN (?)", ids)
 	if err != nil {
 		return fmt.Errorf("select claimed events: %w", err)
@@ -120,6 +139,32 @@ func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
 	for _, c := range batch {
 		// Two copies of one id in the same batch: the row's tag names the owner.
 		c.isNew = owner[c.event.ID] == c.tag
+	}
+	return nil
+}
+
+// takeUnclaimed claims the events of batch that the ordering sequencer stored first, with
+// claim 0 (Sequence): each is still new to the work queue. Of two copies of an id in one
+// batch, the first takes it.
+func takeUnclaimed(ctx context.Context, db *sqlx.DB, batch []*claim, ids []any) error {
+	var q strings.Builder
+	args := make([]any, 0, 3*len(batch))
+	q.WriteString("UPDATE events SET claim = ELT(FIELD(id")
+	for range batch {
+		q.WriteString(",?")
+	}
+	args = append(args, ids...)
+	q.WriteString(")")
+	for _, c := range batch {
+		q.WriteString(",?")
+		args = append(args, c.tag)
+	}
+	q.WriteString(") WHERE claim = 0 AND id IN (?")
+	q.WriteString(strings.Repeat(",?", len(batch)-1))
+	q.WriteString(")")
+	args = append(args, ids...)
+	if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("claim sequenced events: %w", err)
 	}
 	return nil
 }

@@ -20,18 +20,29 @@ import (
 // Two claims that meet on the due-time index may deadlock; the one InnoDB rolls back is tried
 // again.
 func (s *Store) ClaimOverdue(ctx context.Context, overdue, until time.Time, limit int) ([]Delivery, error) {
-	for try := 1; ; try++ {
-		ds, err := s.claimOverdue(ctx, overdue, until, limit)
-		var me *mysql.MySQLError
-		if try < 10 && errors.As(err, &me) && me.Number == errDeadlock {
-			continue
-		}
-		return ds, Unavailable(err)
-	}
+	var ds []Delivery
+	err := againOnDeadlock(func() (err error) {
+		ds, err = s.claimOverdue(ctx, overdue, until, limit)
+		return err
+	})
+	return ds, Unavailable(err)
 }
 
 // errDeadlock is InnoDB's ER_LOCK_DEADLOCK: the transaction was rolled back.
 const errDeadlock = 1213
+
+// againOnDeadlock runs fn, and again, up to 10 times in all, while InnoDB rolls it back as
+// one side of a deadlock: the other side has gone through by then.
+func againOnDeadlock(fn func() error) error {
+	for try := 1; ; try++ {
+		err := fn()
+		var me *mysql.MySQLError
+		if try < 10 && errors.As(err, &me) && me.Number == errDeadlock {
+			continue
+		}
+		return err
+	}
+}
 
 func (s *Store) claimOverdue(ctx context.Context, overdue, until time.Time, limit int) ([]Delivery, error) {
 	var ds []Delivery

@@ -73,6 +73,11 @@ type Store struct {
 	now     func() time.Time
 	claims  *batch.Batcher[claim]
 	records *batch.Batcher[Outcome]
+	// holds writes the rows of held deliveries (Outcome.Held), beside the outcomes' commits
+	// rather than in their way: a fan-out under rate limits holds thousands at once.
+	holds *batch.Batcher[Outcome]
+	// advances moves ordered objects on past settled deliveries (ordered.go).
+	advances *batch.Batcher[advance]
 	// maxClaim is the largest event a claim can write: the server's max_allowed_packet less
 	// room for the statement around it.
 	maxClaim int
@@ -114,6 +119,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		Flushers: opts.Flushers, Max: opts.MaxBatch, Observe: observe("claim"), MaxWeight: maxWeight,
 		Weight: func(c *claim) int { return len(c.event.Data) + len(c.event.ID) + 256 },
 	})
+	s.advances = batch.New(s.flushAdvances, batch.Options[advance]{Flushers: opts.Flushers, Max: opts.MaxBatch})
+	s.holds = batch.New(s.flushHolds, batch.Options[Outcome]{Flushers: opts.Flushers, Max: opts.MaxBatch, Observe: observe("hold")})
 	s.records = batch.New(s.flushOutcomes, batch.Options[Outcome]{
 		Flushers: opts.Flushers, Max: opts.MaxBatch, Observe: observe("record"), Linger: opts.RecordLinger, MaxWeight: maxWeight,
 		Weight: func(o *Outcome) int { return len(o.ResponseBody) + len(o.Error) + 256 },
@@ -133,6 +140,8 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.claims.Close()
 	s.records.Close()
+	s.holds.Close()
+	s.advances.Close()
 	return s.db.Close()
 }
 

@@ -18,6 +18,11 @@ type Webhook struct {
 	Format    string        `db:"format"`
 	Token     string        `db:"token"`
 	Enabled   bool          `db:"enabled"`
+	// RateLimit is the most attempts a second the webhook takes, across every worker;
+	// NULL: no limit (contract §8).
+	RateLimit sql.NullInt64 `db:"rate_limit"`
+	// Ordered webhooks get each object's events one at a time, in publish order (contract §9).
+	Ordered bool `db:"ordered"`
 }
 
 // Matches reports whether the webhook wants an event of project projectID (nil: account-wide).
@@ -37,7 +42,7 @@ func (w Webhook) String() string {
 	return fmt.Sprintf("webhook %d (%s)", w.ID, w.URL)
 }
 
-const webhookColumns = "id, account_id, project_id, event, url, format, token, enabled"
+const webhookColumns = "id, account_id, project_id, event, url, format, token, enabled, rate_limit, ordered"
 
 // Webhooks returns the enabled webhooks of an account subscribed to event, in id order.
 func (s *Store) Webhooks(ctx context.Context, accountID uint64, event string) ([]Webhook, error) {
@@ -64,12 +69,12 @@ func (s *Store) Webhook(ctx context.Context, id uint64) (Webhook, error) {
 	return w, nil
 }
 
-// Disable turns webhook id off with a reason, resets its failures in a row (so that
-// re-enabling it starts afresh) and marks its announcement pending. It reports whether the
+// Disable turns webhook id off with a reason, resets its failures in a row, of deliveries and
+// of attempts (so that re-enabling it starts afresh), and marks its announcement pending. It reports whether the
 // webhook was on until now, so that exactly one caller announces it.
 func (s *Store) Disable(ctx context.Context, id uint64, reason string) (bool, error) {
 	res, err := s.db.ExecContext(ctx,
-		"UPDATE webhooks SET enabled = 0, disabled_reason = ?, consecutive_failures = 0, notify_pending = 1 WHERE id = ? AND enabled = 1", truncate(reason, 255), id)
+		"UPDATE webhooks SET enabled = 0, disabled_reason = ?, consecutive_failures = 0, attempt_failures = 0, notify_pending = 1 WHERE id = ? AND enabled = 1", truncate(reason, 255), id)
 	if err != nil {
 		return false, fmt.Errorf("disable webhook %d: %w", id, err)
 	}

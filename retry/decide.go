@@ -2,6 +2,7 @@ package retry
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -60,6 +61,10 @@ type Decision struct {
 	// there is an error, else "HTTP <status>". It is set with Retry too, for the log; empty
 	// when the attempt succeeded.
 	Reason string
+	// Pause, when not zero, is when every delivery to the webhook may be attempted again: the
+	// receiver answered 429 or 503 with a Retry-After ahead of now (contract §8). It is at
+	// most the longest ladder delay from now, and set whatever the verdict.
+	Pause time.Time
 }
 
 // Decide says what happens after an attempt with outcome o, on ladder l, at time now
@@ -75,7 +80,10 @@ type Decision struct {
 //     shortest ladder delay not shorter than RetryAfter-now, or the longest one, as
 //     Ladder.Next does. Retry-After never extends the ladder: once it is used up a 429 or
 //     503 fails like any other failure. A Retry-After not after now, or on another status,
-//     is ignored.
+//     is ignored;
+//   - that same Retry-After pauses the whole webhook (Decision.Pause) until RetryAfter, or
+//     for the longest ladder delay if that is sooner, whether the delivery is retried or
+//     has failed.
 func Decide(o Outcome, l Ladder, now time.Time) Decision {
 	switch {
 	case o.Err == nil && o.Status >= 200 && o.Status < 300:
@@ -93,9 +101,13 @@ func Decide(o Outcome, l Ladder, now time.Time) Decision {
 	if (o.Status == http.StatusTooManyRequests || o.Status == http.StatusServiceUnavailable) && o.RetryAfter.After(now) {
 		after = o.RetryAfter.Sub(now)
 	}
+	var pause time.Time
+	if after > 0 && len(l) > 0 {
+		pause = now.Add(min(after, slices.Max(l)))
+	}
 	plan := l.Next(o.Step, after)
 	if plan.Final {
-		return Decision{Verdict: Failed, Reason: reason}
+		return Decision{Verdict: Failed, Reason: reason, Pause: pause}
 	}
-	return Decision{Verdict: Retry, Delay: plan.Delay, Step: plan.Step, Reason: reason}
+	return Decision{Verdict: Retry, Delay: plan.Delay, Step: plan.Step, Reason: reason, Pause: pause}
 }

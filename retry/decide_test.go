@@ -22,6 +22,9 @@ func TestDecide(t *testing.T) {
 	}
 	failed := func(reason string) Decision { return Decision{Verdict: Failed, Reason: reason} }
 	gone := Decision{Verdict: Disable, Reason: "410 Gone: webhook disabled"}
+	// A Retry-After that picks the delay also pauses the whole webhook (contract §8), until
+	// then or for the longest ladder delay at most, whether the delivery retries or fails.
+	pausing := func(d Decision, until time.Time) Decision { d.Pause = until; return d }
 	tests := []struct {
 		name string
 		o    Outcome
@@ -69,20 +72,22 @@ func TestDecide(t *testing.T) {
 		{"transport error step 3 fails", Outcome{Err: timeout, Step: 3}, failed(timeout.Error())},
 
 		// Retry-After on 429 and 503 picks the delay.
-		{"429 Retry-After 30s takes 1m", Outcome{Status: 429, RetryAfter: in(30 * time.Second)}, retried(time.Minute, 1, "HTTP 429")},
-		{"429 Retry-After 30s on step 2 takes 1m", Outcome{Status: 429, RetryAfter: in(30 * time.Second), Step: 2}, retried(time.Minute, 3, "HTTP 429")},
-		{"429 Retry-After 3m takes 5m", Outcome{Status: 429, RetryAfter: in(3 * time.Minute)}, retried(5*time.Minute, 1, "HTTP 429")},
-		{"429 Retry-After 5m takes 5m", Outcome{Status: 429, RetryAfter: in(5 * time.Minute)}, retried(5*time.Minute, 1, "HTTP 429")},
-		{"503 Retry-After 20m takes the longest", Outcome{Status: 503, RetryAfter: in(20 * time.Minute)}, retried(10*time.Minute, 1, "HTTP 503")},
+		{"429 Retry-After 30s takes 1m", Outcome{Status: 429, RetryAfter: in(30 * time.Second)}, pausing(retried(time.Minute, 1, "HTTP 429"), in(30*time.Second))},
+		{"429 Retry-After 30s on step 2 takes 1m", Outcome{Status: 429, RetryAfter: in(30 * time.Second), Step: 2}, pausing(retried(time.Minute, 3, "HTTP 429"), in(30*time.Second))},
+		{"429 Retry-After 3m takes 5m", Outcome{Status: 429, RetryAfter: in(3 * time.Minute)}, pausing(retried(5*time.Minute, 1, "HTTP 429"), in(3*time.Minute))},
+		{"429 Retry-After 5m takes 5m", Outcome{Status: 429, RetryAfter: in(5 * time.Minute)}, pausing(retried(5*time.Minute, 1, "HTTP 429"), in(5*time.Minute))},
+		{"503 Retry-After 20m takes the longest", Outcome{Status: 503, RetryAfter: in(20 * time.Minute)}, pausing(retried(10*time.Minute, 1, "HTTP 503"), in(10*time.Minute))},
 		{"429 without Retry-After follows the ladder", Outcome{Status: 429, Step: 1}, retried(5*time.Minute, 2, "HTTP 429")},
 		{"503 without Retry-After follows the ladder", Outcome{Status: 503, Step: 2}, retried(10*time.Minute, 3, "HTTP 503")},
 		{"Retry-After on a 500 is ignored", Outcome{Status: 500, RetryAfter: in(8 * time.Minute)}, retried(time.Minute, 1, "HTTP 500")},
+		{"a 429's Retry-After of 1s pauses 1s", Outcome{Status: 429, RetryAfter: in(time.Second)}, pausing(retried(time.Minute, 1, "HTTP 429"), in(time.Second))},
 		{"Retry-After on a 404 is ignored", Outcome{Status: 404, RetryAfter: in(8 * time.Minute), Step: 1}, retried(5*time.Minute, 2, "HTTP 404")},
 		{"Retry-After in the past is ignored", Outcome{Status: 503, RetryAfter: in(-time.Minute), Step: 1}, retried(5*time.Minute, 2, "HTTP 503")},
 		{"Retry-After equal to now is ignored", Outcome{Status: 429, RetryAfter: now, Step: 1}, retried(5*time.Minute, 2, "HTTP 429")},
-		// Decided: Retry-After never extends the ladder; past the last step it fails like any failure.
-		{"429 Retry-After past the last step fails", Outcome{Status: 429, RetryAfter: in(time.Minute), Step: 3}, failed("HTTP 429")},
-		{"503 Retry-After past the last step fails", Outcome{Status: 503, RetryAfter: in(20 * time.Minute), Step: 3}, failed("HTTP 503")},
+		// Decided: Retry-After never extends the ladder; past the last step it fails like any
+		// failure, and still pauses the webhook.
+		{"429 Retry-After past the last step fails", Outcome{Status: 429, RetryAfter: in(time.Minute), Step: 3}, pausing(failed("HTTP 429"), in(time.Minute))},
+		{"503 Retry-After past the last step fails", Outcome{Status: 503, RetryAfter: in(20 * time.Minute), Step: 3}, pausing(failed("HTTP 503"), in(10*time.Minute))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

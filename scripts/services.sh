@@ -2,8 +2,13 @@
 # services.sh makes the machine ready for webhookd's tests, benchmarks and `make run`:
 #
 #   - installs with apt-get whatever is missing among rabbitmq-server, mariadb-server,
-#     mariadb-client, libxml2-utils (xmllint), php-cli and curl (the tests use xmllint and php
-#     as real consumers of the XML and form payloads);
+#     mariadb-client, libxml2-utils (xmllint), php-cli, curl and prometheus (the tests use
+#     xmllint and php as real consumers of the XML and form payloads, and prometheus's promtool
+#     to check deploy/prometheus/alerts.yaml; the Prometheus server itself is kept from running);
+#   - for the portal's browser test (api/portal_browser_test.go): installs chromium, nodejs, npm
+#     and fonts-dejavu-core with apt-get where missing, and the playwright-core version that
+#     api/testdata/browser/package.json pins, with npm ci into that folder (playwright's own
+#     browser download is never used: the test drives Debian's /usr/bin/chromium);
 #   - starts RabbitMQ and MariaDB when they do not answer, without relying on systemd;
 #   - waits, up to SERVICES_TIMEOUT seconds (default 60), until both answer and 5672 accepts;
 #   - enables RabbitMQ's feature flags (quorum queues);
@@ -108,7 +113,22 @@ missing_packages() {
 	command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 	command -v php >/dev/null 2>&1 || missing+=(php-cli)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+	command -v node >/dev/null 2>&1 || missing+=(nodejs)
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
+	[[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
+	command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 	echo "${missing[@]}"
+}
+
+# keep_prometheus_server_off stops and disables the Prometheus server that the prometheus
+# package starts under systemd: only its promtool is wanted, and the server's port, 9090, is
+# webhookd's admin address by default. Without systemd the package's start script is kept from
+# running (policy-rc.d) and there is nothing to do.
+keep_prometheus_server_off() {
+	if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+		as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+	fi
 }
 
 install_packages() {
@@ -144,6 +164,38 @@ install_packages() {
 	local still
 	still="$(missing_packages)"
 	[[ -z "$still" ]] || die "still missing after apt-get install: $still"
+	if [[ " ${pkgs[*]} " == *" prometheus "* ]]; then
+		keep_prometheus_server_off
+	fi
+}
+
+# --- the portal's browser test ------------------------------------------------------------
+
+BROWSER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/api/testdata/browser"
+readonly BROWSER_DIR
+# The pinned playwright-core runs on Node.js 18 and later: Debian 12's nodejs will do.
+readonly MIN_NODE_MAJOR=18
+
+# install_playwright installs the playwright-core that package.json pins into BROWSER_DIR
+# unless that version is there already, which two reads of package.json files tell.
+install_playwright() {
+	local want have major
+	want="$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$BROWSER_DIR/package.json")"
+	[[ -n "$want" ]] || die "no playwright-core version in $BROWSER_DIR/package.json"
+	local installed="$BROWSER_DIR/node_modules/playwright-core/package.json"
+	if [[ -f "$installed" ]]; then
+		have="$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$installed" | head -n 1)"
+		[[ "$have" == "$want" ]] && return 0
+	fi
+	major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+	(( major >= MIN_NODE_MAJOR )) ||
+		die "the portal's browser test needs Node.js $MIN_NODE_MAJOR or later, this machine has $(node --version 2>/dev/null || echo none)"
+	say "installing playwright-core $want for the portal's browser test"
+	local log="$LOG_DIR/npm.log"
+	if ! (cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+		show_log "$log"
+		die "npm ci in $BROWSER_DIR failed"
+	fi
 }
 
 # --- RabbitMQ ---------------------------------------------------------------------------
@@ -341,6 +393,7 @@ raise_max_connections() {
 
 main() {
 	install_packages
+	install_playwright
 	# Both servers are started first and waited for afterwards, so that their boots overlap.
 	RABBIT_UP=false MARIADB_UP=false RABBIT_STARTED=false MARIADB_STARTED=false
 	START=$SECONDS

@@ -18,6 +18,9 @@ const (
 	HeaderStandardID        = "Webhook-Id"
 	HeaderStandardTimestamp = "Webhook-Timestamp"
 	HeaderStandardSignature = "Webhook-Signature"
+	// HeaderSequence is an ordered webhook's place of the delivery among its object's: 1, 2, 3…
+	// (contract §9). Other webhooks' attempts do not carry it.
+	HeaderSequence = "X-Webhook-Sequence"
 	// HeaderRetryAfter is the answer's request to wait before the next attempt.
 	HeaderRetryAfter = "Retry-After"
 )

@@ -1,6 +1,7 @@
 // Package worker wires one webhookd worker from its parts, as main does: the confirming
 // publisher, the consumer of the work queue, the delivery handler behind it, the notification
-// outbox, the repair sweep and the database watcher. Each part lives in its own package; this one only starts
+// outbox, the repair sweep, the database watcher, and the watches of the queues' depths and the
+// open breakers that feed the metrics. Each part lives in its own package; this one only starts
 // them in order and stops them in the reverse.
 package worker
 
@@ -9,8 +10,10 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/consumer"
 	"github.com/webhookd/webhookd/delivery"
@@ -42,6 +45,20 @@ type Config struct {
 	Version string
 	// Name is the connection name shown by the broker. Defaults to "webhookd".
 	Name string
+	// TracerProvider makes the span of each message and of its steps. Defaults to none:
+	// tracing off, which costs a step a context lookup.
+	TracerProvider trace.TracerProvider
+	// WatchEvery is how often the queues' depths and the open breakers are read for the
+	// metrics. Defaults to 10s.
+	WatchEvery time.Duration
+	// BreakerAfter, BreakerProbe and BreakerHold are the circuit breaker's settings, and
+	// OutageHosts and OutageWindow the outage detector's (contract §8), with the defaults of
+	// delivery.Config: breaker and detector off.
+	BreakerAfter int
+	BreakerProbe time.Duration
+	BreakerHold  time.Duration
+	OutageHosts  int
+	OutageWindow time.Duration
 }
 
 // Store is the repository as a worker uses it.
@@ -49,6 +66,8 @@ type Store interface {
 	delivery.Store
 	delivery.Overdue
 	Pinger
+	BreakerCounter
+	OrderedFinder
 }
 
 // Worker is one running webhookd worker.
@@ -56,8 +75,18 @@ type Worker struct {
 	pub      *broker.Publisher
 	handler  *delivery.Handler
 	consumer *consumer.Consumer
-	repair   *delivery.Repair
-	db       *dbWatch
+	// sequencer consumes the ordering queue (delivery.Sequencer), which binder binds to the
+	// exchange while some webhook is ordered.
+	sequencer *consumer.Consumer
+	binder    *orderingBinder
+	repair    *delivery.Repair
+	db        *dbWatch
+	queues    *queueWatch
+	breakers  *breakerWatch
+
+	// due consumes the due queue: held deliveries coming back, on time whatever waits in the
+	// work queue.
+	due *consumer.Consumer
 }
 
 // New makes a Worker; now is the delivery clock (time.Now if nil). It fails, naming the
@@ -65,6 +94,9 @@ type Worker struct {
 func New(cfg Config, store Store, webhooks delivery.Subscriptions, send delivery.Sender, log *slog.Logger, now func() time.Time) (*Worker, error) {
 	if cfg.Name == "" {
 		cfg.Name = "webhookd"
+	}
+	if cfg.WatchEvery == 0 {
+		cfg.WatchEvery = 10 * time.Second
 	}
 	if cfg.RepairAfter == 0 {
 		cfg.RepairAfter = 15 * time.Minute
@@ -84,11 +116,28 @@ func New(cfg Config, store Store, webhooks delivery.Subscriptions, send delivery
 		RepairAfter:   cfg.RepairAfter,
 		Version:       cfg.Version,
 		DBFailed:      w.db.failed,
-	}, store, webhooks, send, w.pub, log, now)
+		BreakerAfter:  cfg.BreakerAfter,
+		BreakerProbe:  cfg.BreakerProbe,
+		BreakerHold:   cfg.BreakerHold,
+		OutageHosts:   cfg.OutageHosts,
+		OutageWindow:  cfg.OutageWindow,
+	}, store, webhooks, send, tracedPublisher(cfg.TracerProvider, w.pub), log, now)
 	if err != nil {
 		return nil, err
 	}
+	metricRepairAfter.Set(cfg.RepairAfter.Seconds())
+	w.queues = newQueueWatch(w.pub, cfg.Topology, cfg.WatchEvery, log)
+	w.breakers = newBreakerWatch(store, cfg.WatchEvery, log)
 	w.repair = delivery.NewRepair(cfg.RepairAfter, cfg.Topology, store, w.pub, log, now)
+	w.binder = newOrderingBinder(store, cfg.Topology, w.pub, cfg.WatchEvery, log)
+	// The work queue's consumer binds the ordering queue before its first message, so that no
+	// event published after a worker is ready misses the sequencer.
+	declare := func(ch *amqp.Channel) error {
+		if err := cfg.Topology.Declare(ch); err != nil {
+			return err
+		}
+		return w.binder.apply(context.Background(), ch)
+	}
 	w.consumer, err = consumer.New(consumer.Config{
 		AMQPURL:         cfg.AMQPURL,
 		Queue:           cfg.Topology.Queue,
@@ -96,19 +145,59 @@ func New(cfg Config, store Store, webhooks delivery.Subscriptions, send delivery
 		Prefetch:        cfg.Prefetch,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Name:            cfg.Name,
+		Declare:         declare,
+		Paused:          w.paused,
+	}, tracedHandler(cfg.TracerProvider, cfg.Topology.Queue, w.handler), w.pub, log)
+	if err != nil {
+		return nil, err
+	}
+	// The sequencer waits for its turn with the broker: one worker's is active, the others'
+	// stand by. Its batches are one transaction each, so it takes many messages at once.
+	w.sequencer, err = consumer.New(consumer.Config{
+		AMQPURL:         cfg.AMQPURL,
+		Queue:           cfg.Topology.OrderingQueue(),
+		DeadQueue:       cfg.Topology.DeadQueue(),
+		Prefetch:        sequencerPrefetch,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Name:            cfg.Name + " sequencer",
 		Declare:         cfg.Topology.Declare,
 		Paused:          w.db.down,
-	}, w.handler, w.pub, log)
+	}, w.handler.Sequencer(), w.pub, log)
+	if err != nil {
+		return nil, err
+	}
+	w.due, err = consumer.New(consumer.Config{
+		AMQPURL:         cfg.AMQPURL,
+		Queue:           cfg.Topology.DueQueue(),
+		DeadQueue:       cfg.Topology.DeadQueue(),
+		Prefetch:        duePrefetch,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Name:            cfg.Name + " due",
+		Declare:         cfg.Topology.Declare,
+		Paused:          w.paused,
+	}, tracedHandler(cfg.TracerProvider, cfg.Topology.DueQueue(), w.handler), w.pub, log)
 	if err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-// Ready reports whether the worker is connected to the broker and the database and consuming.
+// duePrefetch bounds the messages of held deliveries in hand; each carries up to a few
+// hundred.
+const duePrefetch = 64
+
+// sequencerPrefetch bounds the sequencer's messages in hand: a batch is at most this many.
+const sequencerPrefetch = 256
+
+// Ready reports whether the worker is connected to the broker and the database and consuming,
+// and not in its own network outage.
 func (w *Worker) Ready() bool {
-	return w.consumer.Consuming() && w.pub.Ready() && !w.db.down()
+	return w.consumer.Consuming() && w.due.Consuming() && w.pub.Ready() && !w.db.down() && !w.handler.InOutage()
 }
+
+// paused is the consumer's pause: while the database is away, and while the worker is in its
+// own network outage but for one message a second.
+func (w *Worker) paused() bool { return w.db.down() || w.handler.Paused() }
 
 // Publisher is the worker's confirming publisher.
 func (w *Worker) Publisher() *broker.Publisher { return w.pub }
@@ -124,10 +213,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	var g errgroup.Group
 	g.Go(func() error { return w.pub.Run(pubCtx) })
 	g.Go(func() error { w.handler.RunOutbox(ctx); return nil })
+	// The first delivery already knows the open breakers and pauses.
+	w.handler.LoadGuards(ctx)
+	g.Go(func() error { w.handler.RunGuards(ctx); return nil })
 	g.Go(func() error { w.db.run(ctx); return nil })
 	g.Go(func() error { w.repair.Run(ctx); return nil })
+	g.Go(func() error { w.queues.run(ctx); return nil })
+	g.Go(func() error { w.breakers.run(ctx); return nil })
+	g.Go(func() error { return w.sequencer.Run(ctx) })
+	g.Go(func() error { w.binder.run(ctx); return nil })
+	dueDone := make(chan struct{})
 	g.Go(func() error {
-		defer stopPub()
+		defer close(dueDone)
+		return w.due.Run(ctx)
+	})
+	g.Go(func() error {
+		// Both consumers' deliveries in flight may still park retries and holds.
+		defer func() { <-dueDone; stopPub() }()
 		return w.consumer.Run(ctx)
 	})
 	return g.Wait()

@@ -91,15 +91,22 @@ func New(t testing.TB) *Bed {
 	return bed
 }
 
-// TrackLadder notes the retry queues of ladder so that cleanup deletes them.
+// TrackLadder notes the retry queues of ladder, and the hold queues, so that cleanup deletes
+// them.
 func (b *Bed) TrackLadder(ladder retry.Ladder) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.queues[b.Queue] = true
 	b.queues[b.Queue+".dead"] = true
+	b.queues[b.Queue+".ordered"] = true
 	for _, d := range ladder {
 		b.queues[retry.QueueName(b.Queue, d)] = true
 	}
+	top := broker.Topology{Queue: b.Queue}
+	for _, d := range broker.HoldDelays {
+		b.queues[top.HoldQueue(d)] = true
+	}
+	b.queues[top.DueQueue()] = true
 }
 
 // TrackQueue notes another queue for cleanup.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/repository"
 	"github.com/webhookd/webhookd/retry"
@@ -54,6 +56,16 @@ type WorkerOptions struct {
 	RepairAfter     time.Duration // default 15m
 	Guard           bool          // keep the destination guard on
 	Name            string        // connection name; default the bed's name
+	// TracerProvider makes the worker's spans; default none (tracing off).
+	TracerProvider trace.TracerProvider
+	// WatchEvery is how often queue depths and open breakers are read; default the worker's.
+	WatchEvery time.Duration
+	// The receivers' protection (contract §8); default off, as in delivery.Config.
+	BreakerAfter int
+	BreakerProbe time.Duration
+	BreakerHold  time.Duration
+	OutageHosts  int
+	OutageWindow time.Duration
 }
 
 // Running is a worker running in the test process.
@@ -140,6 +152,13 @@ func (b *Bed) StartWorker(o WorkerOptions) *Running {
 		ShutdownTimeout: o.ShutdownTimeout,
 		Version:         "test",
 		Name:            o.Name,
+		TracerProvider:  o.TracerProvider,
+		WatchEvery:      o.WatchEvery,
+		BreakerAfter:    o.BreakerAfter,
+		BreakerProbe:    o.BreakerProbe,
+		BreakerHold:     o.BreakerHold,
+		OutageHosts:     o.OutageHosts,
+		OutageWindow:    o.OutageWindow,
 	}, b.Store, cache, snd, log, nil)
 	if err != nil {
 		b.T.Fatalf("worker.New: %v", err)
