@@ -100,7 +100,7 @@ func (hd *Handler) jobs(ctx context.Context, ev repository.Event, done map[uint6
 	return jobs, nil
 }
 
-// finishEvent makes the first attempts of a stored event's deliveries that have none yet.
+// finishEvent makes the first attempts of a stored event's deliveries that have no row yet.
 func (hd *Handler) finishEvent(ctx context.Context, eventID string) error {
 	ev, err := hd.store.GetEvent(ctx, eventID)
 	if err != nil {
@@ -110,11 +110,13 @@ func (hd *Handler) finishEvent(ctx context.Context, eventID string) error {
 	if err != nil {
 		return repository.Unavailable(err)
 	}
+	// A delivery with a row is under way elsewhere: settled, or pending with a message that
+	// brings it back (a parked retry, a postponement, a hold, its turn among an object's
+	// ordered deliveries) and a due time the repair sweep watches. Only those without a row
+	// were never taken up.
 	done := map[uint64]bool{}
 	for _, del := range ds {
-		if del.Status != repository.StatusPending || del.Attempts > 0 {
-			done[del.WebhookID] = true
-		}
+		done[del.WebhookID] = true
 	}
 	jobs, err := hd.jobs(ctx, ev, done)
 	if err != nil {

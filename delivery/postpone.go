@@ -7,7 +7,6 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/webhookd/webhookd/broker"
 	"github.com/webhookd/webhookd/consumer"
@@ -23,29 +22,22 @@ func (hd *Handler) postpone(ctx context.Context, j job) error {
 		Delivery: j.deliveryID, Event: j.event.ID, Webhook: j.webhook.ID,
 		Attempt: j.attempt, Step: j.step, Redelivery: j.redelivery,
 	}
-	// A first attempt's delivery has no row yet: it gets one, pending and due when the
-	// postponement ends, so that the repair sweep sees it should the message be lost. The row
-	// and the message are written at once, each in its own group commit; the message comes
-	// back after the first delay, by when the row is there (and a postponed delivery without
-	// one is taken as never attempted).
-	var g errgroup.Group
-	if j.attempt == 1 && !j.redelivery {
-		g.Go(func() error {
-			_, err := hd.record(ctx, repository.Outcome{
-				DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
-				Status: repository.StatusPending, Due: hd.now().Add(firstDelay(hd.cfg.Topology.Ladder)), NoAttempt: true,
-			})
-			return err
-		})
+	if err := hd.postponed.Do(ctx, p); err != nil {
+		return fmt.Errorf("postpone delivery: %w", err)
 	}
-	g.Go(func() error {
-		if err := hd.postponed.Do(ctx, p); err != nil {
-			return fmt.Errorf("postpone delivery: %w", err)
+	// A first attempt's delivery has no row yet: it gets one once the message is confirmed,
+	// pending and due when the postponement ends, so that the repair sweep sees it should the
+	// message be lost, and a copy of the event given back after a lost channel leaves it to
+	// the message (finishEvent). Should the message come back first, it finds no row and
+	// makes the first attempt all the same.
+	if j.attempt == 1 && !j.redelivery {
+		_, err := hd.record(ctx, repository.Outcome{
+			DeliveryID: j.deliveryID, EventID: j.event.ID, WebhookID: j.webhook.ID,
+			Status: repository.StatusPending, Due: hd.now().Add(firstDelay(hd.cfg.Topology.Ladder)), NoAttempt: true,
+		})
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
-		return err
 	}
 	metricPostponed.Inc()
 	hd.log.Debug("delivery postponed: webhook slow and at its share of attempts, or slow webhooks at theirs",
@@ -138,6 +130,6 @@ func (hd *Handler) postponedJob(ctx context.Context, p broker.Postponed, rows *p
 		return job{}, false, nil
 	}
 	j.attempt, j.step, j.redelivery = p.Attempt, p.Step, p.Redelivery
-	heldFields(&j, p)
+	heldFields(&j, p, del)
 	return j, true, nil
 }

@@ -61,9 +61,10 @@ func connsNamed(names ...string) ([]brokerConn, error) {
 	return out, nil
 }
 
-// workerConns is how many connections a worker keeps to the broker: the work queue's
-// consumer, the ordering queue's (the sequencer) and the publisher.
-const workerConns = 3
+// workerConns is how many connections a worker keeps to the broker: the consumers of the work
+// queue, of the due queue (held deliveries) and of the ordering queue (the sequencer), and the
+// publisher.
+const workerConns = 4
 
 // connsOfProcess returns the broker's connections that come from process pid: those whose
 // peer port is the local port of one of its TCP sockets to the broker's port. A worker run as

@@ -18,14 +18,14 @@ import (
 )
 
 // TestReconnectStorm has the broker close every connection of two worker processes, five
-// rounds over, while a backlog drains through a slow receiver. Each worker holds 512
-// unacknowledged messages, most of them with deliveries still waiting for a slot: a round gives
-// them all back to the queue while the old sessions' handlers go on with them, and the copies
-// come back to the new sessions of either worker. Each worker must be back on two fresh
-// connections within 30 s of a round (a worker once stayed on one for good: its publisher spun
-// on the closed returns channel of the channel it had lost), nothing may be lost, and
-// duplicates stay within stormPlainDuplicates for deliveries never postponed, and within
-// stormDuplicates in all.
+// rounds over, while a backlog drains through a slow receiver and one webhook's first attempts
+// fail. Each worker holds 512 unacknowledged messages, most of them with deliveries still
+// waiting for a slot: a round gives them all back to the queue while the old sessions'
+// handlers go on with them, and the copies come back to the new sessions of either worker.
+// Each worker must be back on fresh connections within 30 s of a round (a worker once lost
+// its publisher's for good: the publisher spun on the closed returns channel of the channel it
+// had lost), nothing may be lost, and duplicates stay within stormPlainDuplicates for
+// deliveries never postponed, and within stormDuplicates in all.
 func TestReconnectStorm(t *testing.T) {
 	bed := testbed.New(t)
 	l := NewLedger(t, bed, 4)
@@ -41,7 +41,7 @@ func TestReconnectStorm(t *testing.T) {
 		return status
 	})
 
-	const events = 600
+	const events = 500
 	for range events {
 		if err := l.Publish(l.NextID()); err != nil {
 			t.Fatal(err)
@@ -56,6 +56,9 @@ func TestReconnectStorm(t *testing.T) {
 	opts := ProcOptions{Concurrency: 16, Prefetch: 512, Ladder: retry.Ladder{3 * time.Second, 6 * time.Second}}
 	procs := []*Proc{StartProc(t, bed, opts), StartProc(t, bed, opts)}
 	port := brokerPort(t)
+	// Every connection a worker keeps (consumers of its queues, the publisher), counted at
+	// the first round: each round closes them all, and a worker is back once it has as many.
+	keeps := map[int]int{}
 
 	const rounds = 5
 	for round := range rounds {
@@ -63,6 +66,9 @@ func TestReconnectStorm(t *testing.T) {
 		// Polled gently: every look counts all the hits, on the cores the workers need.
 		if !poll(30*time.Second, 100*time.Millisecond, func() bool { return l.Delivered() >= before+50 }) {
 			t.Fatalf("round %d: deliveries did not go on", round)
+		}
+		if d := l.Delivered(); d >= events*len(l.Hooks) {
+			t.Fatalf("round %d: the backlog has drained (%d pairs delivered): the round would not hit it", round, d)
 		}
 		all, err := brokerConns()
 		if err != nil {
@@ -82,21 +88,23 @@ func TestReconnectStorm(t *testing.T) {
 					closed[c.PeerPort] = true
 				}
 			}
-			// The consumer's connection and the publisher's.
-			if len(mine) != 2 {
-				t.Fatalf("round %d: worker %d has %d connections to the broker, want 2: %+v", round, p.PID(), len(mine), mine)
+			if round == 0 {
+				keeps[p.PID()] = len(mine)
+			}
+			if n := keeps[p.PID()]; len(mine) != n || n < 2 {
+				t.Fatalf("round %d: worker %d has %d connections to the broker, want %d and at least a consumer's and the publisher's: %+v", round, p.PID(), len(mine), n, mine)
 			}
 			conns = append(conns, mine...)
 		}
 		mark := time.Now()
 		closeAll(t, conns)
 		took := time.Since(mark)
-		// Back: two sockets to the broker, neither of them one that was closed, and /readyz
-		// 200 (consuming, and the publisher has a channel). Read from /proc, so that polling
-		// runs no rabbitmqctl.
+		// Back: a socket to the broker for each connection, none of them one that was
+		// closed, and /readyz 200 (consuming, and the publisher has a channel). Read from
+		// /proc, so that polling runs no rabbitmqctl.
 		back := func(p *Proc) bool {
 			ports, err := localPorts(p.PID(), port)
-			if err != nil || len(ports) != 2 {
+			if err != nil || len(ports) != keeps[p.PID()] {
 				return false
 			}
 			for pt := range ports {
@@ -118,9 +126,6 @@ func TestReconnectStorm(t *testing.T) {
 		}
 		t.Logf("round %d: closed %d connections in %v; workers back %v and %v after the last close; %d pairs delivered",
 			round, len(conns), took.Round(time.Millisecond), lag[0].Round(time.Millisecond), lag[1].Round(time.Millisecond), l.Delivered())
-	}
-	if d := l.Delivered(); d >= events*len(l.Hooks) {
-		t.Errorf("the backlog had drained (%d pairs delivered) before the last round: the rounds did not hit it", d)
 	}
 	for _, p := range procs {
 		t.Logf("worker %d: %v deliveries postponed, %v attempts left to the same attempt in flight", p.PID(),
@@ -159,14 +164,18 @@ func TestReconnectStorm(t *testing.T) {
 	}
 }
 
-// TestReconnectStorm's bounds on duplicates, in percent of its pairs. Deliveries never
-// postponed had 0 to 27 duplicates in 3,200 pairs over seven runs. Postponed ones make the
-// rest, 16 to 59 % of the pairs: a copy of an event message back after a lost channel finds a
-// postponed delivery pending without an attempt and attempts it, and so does the postponed
-// message when it comes back, often in the other worker, where nothing tells the two apart.
+// TestReconnectStorm's bounds on duplicates, in percent of its pairs, with the race detector
+// on a 2-core VM (2,000 to 2,400 pairs each). Deliveries never postponed had 0 to 83
+// duplicates, 2 in the median: an attempt made by the old session while the copy of its
+// message, given to the other worker, makes it too (inflight.go sees one process only), or a
+// copy that read the log before the first attempt was recorded and waited for a slot long
+// after. Postponed deliveries make the rest: an attempt the postponed message makes while the
+// old session's handler, or a copy of it, makes it too. A copy of an event message back after
+// a lost channel leaves a postponed delivery (it has a row) to its message: that took the
+// share from 9–45 % of the pairs to 11 %.
 const (
-	stormDuplicates      = 75
-	stormPlainDuplicates = 2
+	stormDuplicates      = 25
+	stormPlainDuplicates = 8
 )
 
 // postponedIDs returns the deliveries p has logged as postponed (it logs at debug level).
