@@ -43,6 +43,9 @@ type Publisher struct {
 	log   *slog.Logger
 	reqs  chan pubRequest
 	ready atomic.Bool
+	// blocked is true while the broker blocks the connection (a memory or disk alarm):
+	// publishes wait for it.
+	blocked atomic.Bool
 	// conn is the session's connection while it is ready: Channel opens channels on it.
 	conn atomic.Pointer[amqp.Connection]
 	// OnConnect, if set, runs on each new channel before publishing starts (to declare
@@ -62,6 +65,10 @@ func NewPublisher(url, name string, log *slog.Logger) *Publisher {
 
 // Ready reports whether the publisher has a channel.
 func (p *Publisher) Ready() bool { return p.ready.Load() }
+
+// Blocked reports whether the broker has blocked the publisher's connection, as RabbitMQ does
+// while a memory or disk alarm is on: nothing published is confirmed until it is lifted.
+func (p *Publisher) Blocked() bool { return p.blocked.Load() }
 
 // Publish publishes and waits for the broker's confirm. It fails if the message was nacked,
 // returned as unroutable (when mandatory), the channel closed first, or ctx ended: callers
@@ -109,6 +116,8 @@ func (p *Publisher) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
+	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	defer p.blocked.Store(false)
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("channel.open: %w", err)
@@ -156,6 +165,17 @@ func (p *Publisher) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case b, ok := <-blocks:
+			if !ok {
+				blocks = nil // closed with the connection: closed ends the session
+				continue
+			}
+			p.blocked.Store(b.Active)
+			if b.Active {
+				p.log.Error("broker blocked the publisher: publishes wait until its alarm is lifted", "reason", b.Reason)
+			} else {
+				p.log.Info("broker unblocked the publisher")
+			}
 		case err := <-closed:
 			if err == nil {
 				return errors.New("channel closed")

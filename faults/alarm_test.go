@@ -4,6 +4,7 @@ package faults
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,8 +56,8 @@ func TestMemoryAlarm(t *testing.T) {
 	// The alarm holds until a retry has waited out PublishTimeout and its message gone back,
 	// and at least that long; meanwhile nothing may fail, be dead-lettered, or exit. (The
 	// broker blocks a connection at its first publish after the alarm, and takes that one.)
-	// The worker does not know it is blocked (it asks for no connection.blocked notices), so
-	// /readyz is only noted, not asserted: it stays 200, and no metric tells either.
+	// The broker tells the publisher's connection it is blocked: /readyz answers 503 until the
+	// alarm is lifted.
 	var ready []int
 	held := func() bool {
 		if p.Exited() {
@@ -92,6 +93,9 @@ func TestMemoryAlarm(t *testing.T) {
 	t.Logf("%d retries given up on and requeued, %d duplicates", givenUp, tally.Duplicates)
 	if tally.Duplicates > givenUp {
 		t.Errorf("duplicates = %d, want at most one for each of the %d retries given up on", tally.Duplicates, givenUp)
+	}
+	if !slices.Contains(ready, http.StatusServiceUnavailable) {
+		t.Errorf("/readyz answered %v during the alarm, want 503 while the broker blocked the worker", ready)
 	}
 	if p.Exited() {
 		t.Errorf("worker exited")

@@ -190,9 +190,9 @@ const duePrefetch = 64
 const sequencerPrefetch = 256
 
 // Ready reports whether the worker is connected to the broker and the database and consuming,
-// and not in its own network outage.
+// the broker does not block its publishes (an alarm), and it is not in its own network outage.
 func (w *Worker) Ready() bool {
-	return w.consumer.Consuming() && w.due.Consuming() && w.pub.Ready() && !w.db.down() && !w.handler.InOutage()
+	return w.consumer.Consuming() && w.due.Consuming() && w.pub.Ready() && !w.pub.Blocked() && !w.db.down() && !w.handler.InOutage()
 }
 
 // paused is the consumer's pause: while the database is away, and while the worker is in its
