@@ -105,10 +105,12 @@ func (hd *Handler) afterAttempt(ctx context.Context, j job, next retry.Decision,
 	switch {
 	case next.Verdict == retry.Succeeded && (known || j.probe):
 		hd.closeBreaker(ctx, h)
-	case rec.BreakerOpen && !known:
-		// Opened by another worker: seen here before the next read of the breakers.
-		now := hd.now()
-		hd.guards.open(h.ID, breakerState{openedAt: now, probeAt: now.Add(hd.cfg.BreakerProbe)}, now)
+	case rec.BreakerOpen:
+		if !known {
+			// Opened by another worker: seen here before the next read of the breakers.
+			now := hd.now()
+			hd.guards.open(h.ID, breakerState{openedAt: now, probeAt: now.Add(hd.cfg.BreakerProbe)}, now)
+		}
 	case hd.cfg.BreakerAfter > 0 && rec.AttemptFailures >= hd.cfg.BreakerAfter:
 		hd.openBreaker(ctx, h, rec.AttemptFailures)
 	}

@@ -134,8 +134,9 @@ func unixMicro(t time.Time) int64 {
 }
 
 // heldFields copies what a held delivery's message carries into its job: when it was first
-// held for an open breaker, the slot it reserved, whether it is a probe.
-func heldFields(j *job, p broker.Postponed) {
+// held for an open breaker, the slot it reserved, whether it is a probe, and the due time its
+// hold wrote, if its row, del, holds it (a held copy may be back before its row is written).
+func heldFields(j *job, p broker.Postponed, del repository.Delivery) {
 	if p.CircuitSince > 0 {
 		j.circuitSince = time.UnixMilli(p.CircuitSince)
 	}
@@ -143,7 +144,7 @@ func heldFields(j *job, p broker.Postponed) {
 		j.slot = rateSlot{at: time.UnixMicro(p.Slot), by: time.UnixMicro(p.SlotBy)}
 	}
 	j.probe = p.Probe
-	if p.Due > 0 {
+	if p.Due > 0 && del.DueAt.Valid && del.DueAt.Time.UnixMicro() == p.Due {
 		j.heldDue = time.UnixMicro(p.Due)
 	}
 }

@@ -164,7 +164,7 @@ func TestRetryAfterPausesWebhook(t *testing.T) {
 	}
 }
 
-// TestRateLimitFanOut fans a backlog of events out to 200 webhooks, each limited to 5 a
+// TestRateLimitFanOut fans a backlog of events out to 100 webhooks, each limited to 5 a
 // second: most deliveries wait for their slots in the hold queues, hundreds to a message, and
 // still go within their webhook's limit, each once, as attempt 1, about as fast as the limits
 // allow (10 events need 2 s at 4.5/s).
@@ -172,7 +172,7 @@ func TestRateLimitFanOut(t *testing.T) {
 	t.Parallel()
 	bed := testbed.New(t)
 	rc := testbed.NewReceiver(t)
-	const hooks, events = 200, 10
+	const hooks, events = 100, 10
 	for i := range hooks {
 		id := bed.AddWebhook(testbed.Webhook{Account: 30, Event: "TASK.CREATED", URL: fmt.Sprintf("%s/fan-%d", rc.URL, i)})
 		bed.Exec("UPDATE webhooks SET rate_limit = 5 WHERE id = ?", id)
@@ -197,7 +197,15 @@ func TestRateLimitFanOut(t *testing.T) {
 				t.Errorf("webhook %d: a request with X-Webhook-Attempt %s, want 1", i, a)
 			}
 		}
-		peak = max(peak, peakPerSecond(requestTimes(reqs)))
+		ts := requestTimes(reqs)
+		if p := peakPerSecond(ts); p > 5 {
+			var gaps []string
+			for k := 1; k < len(ts); k++ {
+				gaps = append(gaps, ts[k].Sub(ts[k-1]).Round(time.Millisecond).String())
+			}
+			t.Logf("webhook %d: %d in one second; gaps between its requests %v", i, p, gaps)
+		}
+		peak = max(peak, peakPerSecond(ts))
 	}
 	if peak > 5 {
 		t.Errorf("a webhook got %d requests in one second, want at most 5", peak)
