@@ -100,7 +100,7 @@ func (hd *Handler) jobs(ctx context.Context, ev repository.Event, done map[uint6
 	return jobs, nil
 }
 
-// finishEvent makes the first attempts of a stored event's deliveries that have no row yet.
+// finishEvent makes the first attempts of a stored event's deliveries that have none yet.
 func (hd *Handler) finishEvent(ctx context.Context, eventID string) error {
 	ev, err := hd.store.GetEvent(ctx, eventID)
 	if err != nil {
@@ -110,13 +110,15 @@ func (hd *Handler) finishEvent(ctx context.Context, eventID string) error {
 	if err != nil {
 		return repository.Unavailable(err)
 	}
-	// A delivery with a row is under way elsewhere: settled, or pending with a message that
-	// brings it back (a parked retry, a postponement, a hold, its turn among an object's
-	// ordered deliveries) and a due time the repair sweep watches. Only those without a row
-	// were never taken up.
+	// A delivery settled or attempted is under way elsewhere (a failed attempt's retry is
+	// parked before its outcome is recorded). One pending without an attempt may have a row
+	// whose message was never confirmed (a hold writes both at once): it is made again, at the
+	// cost of a duplicate when its message did go out.
 	done := map[uint64]bool{}
 	for _, del := range ds {
-		done[del.WebhookID] = true
+		if del.Status != repository.StatusPending || del.Attempts > 0 {
+			done[del.WebhookID] = true
+		}
 	}
 	jobs, err := hd.jobs(ctx, ev, done)
 	if err != nil {
