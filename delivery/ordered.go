@@ -258,14 +258,8 @@ func (hd *Handler) settledInTurn(ctx context.Context, j job) {
 	if j.sequence == 0 {
 		return
 	}
-	// A deadlock with the sequencer rolls one of the two back: try again.
-	var next string
-	var err error
-	for try := 0; try < 3; try++ {
-		if next, err = hd.store.Advance(ctx, j.deliveryID); err == nil {
-			break
-		}
-	}
+	// Advance tries again itself when a deadlock with the sequencer rolls it back.
+	next, err := hd.store.Advance(ctx, j.deliveryID)
 	if err != nil {
 		// The next delivery is started by the repair sweep: PlaceOf sees this one settled.
 		hd.log.Warn("next ordered delivery not started; the repair sweep will", "delivery_id", j.deliveryID, "err", err)

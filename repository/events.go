@@ -87,22 +87,8 @@ func (s *Store) Claim(ctx context.Context, ev Event) (bool, error) {
 // flushClaims inserts a batch of events in one statement. A single statement commits on its
 // own, so the usual batch costs one round trip and one log flush.
 func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
-	now := s.now().UTC()
-	var q strings.Builder
-	args := make([]any, 0, len(batch)*9)
-	q.WriteString("INSERT IGNORE INTO events (id, event, account_id, project_id, object_id, occurred_at, data, received_at, claim) VALUES ")
-	for i, c := range batch {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?,?,?,?,?,?,?,?,?)")
-		e := c.event
-		if e.ReceivedAt.IsZero() {
-			e.ReceivedAt = now
-		}
-		args = append(args, e.ID, e.Name, e.AccountID, e.ProjectID, e.ObjectID, e.OccurredAt, e.Data, e.ReceivedAt, c.tag)
-	}
-	res, err := s.db.ExecContext(ctx, q.String(), args...)
+	q, args := insertEvents(len(batch), func(i int) (Event, uint64) { return batch[i].event, batch[i].tag }, s.now().UTC())
+	res, err := s.db.ExecContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}
@@ -141,6 +127,26 @@ func (s *Store) flushClaims(ctx context.Context, batch []*claim) error {
 		c.isNew = owner[c.event.ID] == c.tag
 	}
 	return nil
+}
+
+// insertEvents is the INSERT IGNORE of n events, event(i) giving each with its claim tag (0:
+// not claimed yet), received now unless stamped already.
+func insertEvents(n int, event func(i int) (Event, uint64), now time.Time) (string, []any) {
+	var q strings.Builder
+	args := make([]any, 0, n*9)
+	q.WriteString("INSERT IGNORE INTO events (id, event, account_id, project_id, object_id, occurred_at, data, received_at, claim) VALUES ")
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?,?,?,?,?,?,?,?,?)")
+		e, tag := event(i)
+		if e.ReceivedAt.IsZero() {
+			e.ReceivedAt = now
+		}
+		args = append(args, e.ID, e.Name, e.AccountID, e.ProjectID, e.ObjectID, e.OccurredAt, e.Data, e.ReceivedAt, tag)
+	}
+	return q.String(), args
 }
 
 // takeUnclaimed claims the events of batch that the ordering sequencer stored first, with

@@ -152,24 +152,11 @@ func (s *Store) sequence(ctx context.Context, tx *sqlx.Tx, events []Sequenced, d
 // insertUnclaimed stores the events that are not stored yet, with claim 0: the work queue's
 // copy of each still claims it as new (flushClaims).
 func insertUnclaimed(ctx context.Context, tx *sqlx.Tx, events []Sequenced, now time.Time) error {
-	var q strings.Builder
-	var args []any
-	q.WriteString("INSERT IGNORE INTO events (id, event, account_id, project_id, object_id, occurred_at, data, received_at, claim) VALUES ")
-	for i, e := range events {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?,?,?,?,?,?,?,?,0)")
-		ev := e.Event
-		if ev.ReceivedAt.IsZero() {
-			ev.ReceivedAt = now
-		}
-		args = append(args, ev.ID, ev.Name, ev.AccountID, ev.ProjectID, ev.ObjectID, ev.OccurredAt, ev.Data, ev.ReceivedAt)
-	}
 	if len(events) == 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+	q, args := insertEvents(len(events), func(i int) (Event, uint64) { return events[i].Event, 0 }, now)
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("insert sequenced events: %w", err)
 	}
 	return nil
